@@ -1,0 +1,3 @@
+from rollover.cli import main
+
+main()

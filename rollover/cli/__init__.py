@@ -1,0 +1,61 @@
+"""The ``rollover`` command line: a thin layer that parses, calls the core and renders.
+
+Each command lives in its own module and imports what it needs inside the function, so that
+``rollover record`` starts without loading dnspython or boto3.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from rollover import __version__
+from rollover.cli import record as _record
+from rollover.errors import RolloverError
+
+app = typer.Typer(
+    name="rollover",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rollover {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Derive DANE TLSA records and roll them over without breaking mail delivery.
+
+    Exit codes: 0 success; 1 warnings under --strict; 2 command-line usage error; 3 bad input
+    (file, argument); 4 configuration error; 5 DNS provider error; 6 compare-and-swap conflict;
+    7 DNS observation failed; 8 a safety guard refused.
+    """
+
+
+_record.register(app)
+
+
+def main() -> None:
+    """Console entry point: one line on stderr and a documented exit code for every failure."""
+    try:
+        app(prog_name="rollover")
+    except RolloverError as exc:
+        print(f"rollover: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("rollover: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,124 @@
+"""``rollover record``: print TLSA records derived from certificates, chains, keys and CSRs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+
+import typer
+
+from rollover.errors import InputError
+
+HELP = """Print TLSA records derived from each SOURCE.
+
+SOURCE is a PEM or DER certificate, a PEM bundle (any order: the leaf is found by issuer links),
+a private key (PKCS#8, RSA, EC, OpenSSH; encrypted with --passphrase-file or the
+ROLLOVER_PASSPHRASE environment variable), a public key, a CSR, a combined key+certificate PEM,
+or - for standard input.
+
+Usages 1 and 3 hash the leaf; usages 0 and 2 hash the leaf's issuer from the bundle (choose
+another with --ta-index or --ta-subject); a single certificate is hashed itself.
+
+\b
+Examples:
+  rollover record /etc/letsencrypt/live/mx1.example.com/fullchain.pem --host mx1.example.com
+  rollover record fullchain.pem -p "3 1 1" -p "dane-ta cert sha2-256" --ttl 300
+  rollover record privkey.pem --format json
+  rollover record *.pem --host mx1.example.com --format nsupdate > tlsa.nsupdate
+  openssl x509 -in cert.pem | rollover record -
+
+Exit: 0 records printed; 1 warnings under --strict; 3 a source or option was bad (the other
+sources are still printed).
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("record", help=HELP, no_args_is_help=True)(record)
+
+
+def record(
+    sources: list[str] = typer.Argument(..., metavar="SOURCE...", help="Files to read; - is stdin."),
+    params: list[str] = typer.Option(
+        [], "--params", "-p", help='Parameter set, e.g. "3 1 1" or "dane-ee spki sha2-256" '
+        "(repeatable; default 3 1 1)."
+    ),
+    host: str | None = typer.Option(None, "--host", "-H", help="Server host name for the owner."),
+    port: int = typer.Option(25, "--port", help="TCP/UDP port of the service."),
+    proto: str = typer.Option("tcp", "--proto", help="Transport protocol label."),
+    ttl: int | None = typer.Option(None, "--ttl", min=0, max=2147483647, help="TTL to print."),
+    fmt: str = typer.Option(
+        "zone", "--format", "-f", help="zone, json, generic (RFC 3597), nsupdate or route53."
+    ),
+    ta_index: int | None = typer.Option(
+        None, "--ta-index", help="Trust anchor for usages 0/2: 0-based position in the bundle."
+    ),
+    ta_subject: str | None = typer.Option(
+        None, "--ta-subject", help="Trust anchor for usages 0/2: text found in its subject."
+    ),
+    passphrase_file: str | None = typer.Option(
+        None, "--passphrase-file", help="File whose first line is the private key passphrase."
+    ),
+    passphrase_env: str = typer.Option(
+        "ROLLOVER_PASSPHRASE", "--passphrase-env", help="Environment variable with the passphrase."
+    ),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when there is any warning."),
+) -> None:
+    from rollover.association import owner_name
+    from rollover.derive import DeriveOptions, derive, port_warnings
+    from rollover.params import DEFAULT_PARAMS, parse_params
+    from rollover.render import FORMATS, render, unique
+    from rollover.sources import parse_material, read_source
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    wanted = tuple(dict.fromkeys(parse_params(p) for p in params)) or (DEFAULT_PARAMS,)
+    options = DeriveOptions(
+        params=wanted,
+        owner=owner_name(host, port, proto),
+        port=port,
+        ttl=ttl,
+        ta_index=ta_index,
+        ta_subject=ta_subject,
+    )
+    passphrase = _passphrase(passphrase_file, passphrase_env)
+    if sources.count("-") > 1:
+        raise InputError("standard input (-) can be read only once")
+    now = datetime.now(UTC)
+    warnings = port_warnings(wanted, port)
+    errors: list[str] = []
+    records = []
+    for source in sources:
+        try:
+            material = parse_material(source, read_source(source), passphrase)
+        except InputError as exc:
+            errors.append(str(exc))
+            continue
+        result = derive(material, options, now)
+        records.extend(result.records)
+        warnings.extend(result.warnings)
+        errors.extend(result.errors)
+    text = render(unique(records), fmt)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    for line in dict.fromkeys(warnings):
+        print(f"rollover: warning: {line}", file=sys.stderr)
+    for line in errors:
+        print(f"rollover: error: {line}", file=sys.stderr)
+    if errors:
+        raise typer.Exit(InputError.exit_code)
+    if strict and warnings:
+        raise typer.Exit(1)
+
+
+def _passphrase(path: str | None, env_name: str) -> bytes | None:
+    """The passphrase from a file (first line) or the environment; never from argv."""
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                first = handle.readline(65536)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read passphrase file: {exc.strerror or exc}") from None
+        return first.rstrip(b"\r\n")
+    value = os.environ.get(env_name)
+    return value.encode() if value else None

@@ -1,0 +1,306 @@
+"""Load certificates, chains, keys and CSRs from PEM or DER bytes.
+
+Parsing is pure (bytes in, :class:`Material` out); :func:`read_source` is the only function here
+that touches the file system. Every failure is an :class:`InputError` whose message starts with
+the source's label, so one line on stderr says which file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import stat
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from rollover.errors import InputError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import (
+        PrivateKeyTypes,
+        PublicKeyTypes,
+    )
+
+MAX_SOURCE_BYTES = 16 * 1024 * 1024
+
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
+)
+_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+_CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
+_PRIVATE_LABELS = {
+    b"PRIVATE KEY",
+    b"RSA PRIVATE KEY",
+    b"EC PRIVATE KEY",
+    b"DSA PRIVATE KEY",
+    b"ENCRYPTED PRIVATE KEY",
+}
+_PUBLIC_LABELS = {b"PUBLIC KEY", b"RSA PUBLIC KEY"}
+_CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
+_IGNORED_LABELS = {b"EC PARAMETERS", b"DH PARAMETERS", b"X509 CRL"}
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass(frozen=True)
+class Material:
+    """What one source holds.
+
+    ``certificates`` keeps the file order; ``key_spki`` is the SubjectPublicKeyInfo DER of a key or
+    CSR when the source holds no certificate; ``key_kind`` names what it came from.
+    """
+
+    label: str
+    certificates: tuple[x509.Certificate, ...] = ()
+    key_spki: bytes | None = None
+    key_kind: str | None = None
+    public_key: PublicKeyTypes | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+def read_source(path: str, stdin: bytes | None = None) -> bytes:
+    """Read a source's bytes, turning every OS error into one clear line."""
+    if path == "-":
+        data = stdin if stdin is not None else sys.stdin.buffer.read(MAX_SOURCE_BYTES + 1)
+    else:
+        try:
+            st = os.stat(path)
+            if stat.S_ISDIR(st.st_mode):
+                raise InputError(f"{path}: is a directory, not a certificate, key or CSR file")
+            if st.st_size > MAX_SOURCE_BYTES:
+                raise InputError(f"{path}: larger than {MAX_SOURCE_BYTES} bytes; refusing to read")
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_SOURCE_BYTES + 1)
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except PermissionError:
+            raise InputError(f"{path}: permission denied") from None
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a directory, not a certificate, key or CSR file") from None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise InputError(f"{path}: larger than {MAX_SOURCE_BYTES} bytes; refusing to read")
+    return data
+
+
+def parse_material(label: str, data: bytes, passphrase: bytes | None = None) -> Material:
+    """Parse PEM (any mix of blocks) or DER bytes into :class:`Material`."""
+    if not data.strip():
+        raise InputError(f"{label}: is empty")
+    if b"-----BEGIN " in data:
+        return _parse_pem(label, data, passphrase)
+    return _parse_der(label, data, passphrase)
+
+
+def _parse_pem(label: str, data: bytes, passphrase: bytes | None) -> Material:
+    blocks = list(_PEM_BLOCK.finditer(data))
+    complete = {m.start() for m in blocks}
+    for begin in _PEM_BEGIN.finditer(data):
+        if begin.start() not in complete:
+            kind = begin.group(1).decode()
+            raise InputError(f"{label}: truncated PEM block (BEGIN {kind} without END {kind})")
+    certificates: list[x509.Certificate] = []
+    keys: list[tuple[str, PublicKeyTypes]] = []
+    private: PrivateKeyTypes | None = None
+    notes: list[str] = []
+    for number, block in enumerate(blocks, start=1):
+        kind = block.group(1)
+        where = f"{label}: PEM block {number} ({kind.decode()})"
+        if kind in _CERT_LABELS:
+            der = _pem_body(where, block.group(2))
+            if kind == b"TRUSTED CERTIFICATE":
+                der = der[: _der_length(where, der)]
+            certificates.append(_load_cert_der(where, der))
+        elif kind in _PRIVATE_LABELS:
+            if private is not None:
+                raise InputError(f"{label}: holds more than one private key")
+            private = _load_private(where, block.group(0), passphrase, pem=True)
+            keys.append(("private key", private.public_key()))
+        elif kind == b"OPENSSH PRIVATE KEY":
+            private = _load_ssh_private(where, block.group(0), passphrase)
+            keys.append(("private key", private.public_key()))
+        elif kind in _PUBLIC_LABELS:
+            try:
+                keys.append(("public key", serialization.load_pem_public_key(block.group(0))))
+            except (ValueError, UnsupportedAlgorithm) as exc:
+                raise InputError(f"{where}: corrupt public key: {_reason(exc)}") from None
+        elif kind in _CSR_LABELS:
+            csr = _load_csr_der(where, _pem_body(where, block.group(2)))
+            keys.append(("CSR", csr.public_key()))
+        elif kind in _IGNORED_LABELS:
+            continue
+        else:
+            notes.append(f"{label}: ignored PEM block {number} ({kind.decode()})")
+    if not certificates and not keys:
+        raise InputError(f"{label}: no certificate, key or CSR in PEM data")
+    if certificates:
+        if keys:
+            _check_key_matches(label, certificates, keys)
+        return Material(label, tuple(certificates), notes=tuple(notes))
+    if len(keys) > 1 and len({_spki(k) for _, k in keys}) > 1:
+        raise InputError(f"{label}: holds several different keys; give one key per file")
+    key_kind, public_key = keys[0]
+    return Material(
+        label,
+        key_spki=_spki(public_key),
+        key_kind=key_kind,
+        public_key=public_key,
+        notes=tuple(notes),
+    )
+
+
+def _parse_der(label: str, data: bytes, passphrase: bytes | None) -> Material:
+    if data[:1] != b"\x30":
+        raise InputError(f"{label}: not a certificate, key or CSR (neither PEM nor DER)")
+    try:
+        return Material(label, (x509.load_der_x509_certificate(data),))
+    except ValueError:
+        pass
+    try:
+        public_key: PublicKeyTypes = _load_private(label, data, passphrase, pem=False).public_key()
+        return Material(label, key_spki=_spki(public_key), key_kind="private key",
+                        public_key=public_key)
+    except _NotThisKind:
+        pass
+    try:
+        public_key = serialization.load_der_public_key(data)
+        return Material(label, key_spki=_spki(public_key), key_kind="public key",
+                        public_key=public_key)
+    except (ValueError, UnsupportedAlgorithm):
+        pass
+    try:
+        public_key = x509.load_der_x509_csr(data).public_key()
+        return Material(label, key_spki=_spki(public_key), key_kind="CSR", public_key=public_key)
+    except ValueError:
+        pass
+    raise InputError(f"{label}: DER data is not a certificate, key or CSR (corrupt or truncated?)")
+
+
+class _NotThisKind(Exception):
+    """Internal: DER bytes are not a private key at all (try the next kind)."""
+
+
+def _load_private(
+    where: str, data: bytes, passphrase: bytes | None, *, pem: bool
+) -> PrivateKeyTypes:
+    encrypted = pem and (b"ENCRYPTED" in data.split(b"\n", 3)[0] or b"Proc-Type: 4,ENCRYPTED" in data)
+    loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
+    try:
+        return loader(
+            data,
+            password=passphrase if (encrypted or not pem) else None,
+            unsafe_skip_rsa_key_validation=True,
+        )
+    except TypeError as exc:
+        text = str(exc)
+        if "not encrypted" in text:
+            # A passphrase was given for a key that has none: load it without.
+            return loader(data, password=None, unsafe_skip_rsa_key_validation=True)
+        raise InputError(
+            f"{where}: private key is encrypted; give the passphrase with --passphrase-file "
+            "or the ROLLOVER_PASSPHRASE environment variable"
+        ) from None
+    except ValueError as exc:
+        if not pem and not encrypted:
+            raise _NotThisKind from None
+        if encrypted or passphrase is not None:
+            raise InputError(f"{where}: wrong passphrase, or the key is corrupt") from None
+        raise InputError(f"{where}: corrupt private key: {_reason(exc)}") from None
+    except UnsupportedAlgorithm as exc:
+        if not pem:
+            raise _NotThisKind from None
+        raise InputError(f"{where}: unsupported key algorithm: {_reason(exc)}") from None
+
+
+def _load_ssh_private(where: str, data: bytes, passphrase: bytes | None) -> PrivateKeyTypes:
+    try:
+        key = serialization.load_ssh_private_key(data, password=passphrase)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise InputError(f"{where}: cannot load OpenSSH private key: {_reason(exc)}") from None
+    return key
+
+
+def _pem_body(where: str, body: bytes) -> bytes:
+    lines = [line for line in body.splitlines() if b":" not in line]
+    try:
+        der = base64.b64decode(b"".join(lines), validate=False)
+    except (binascii.Error, ValueError):
+        raise InputError(f"{where}: corrupt base64") from None
+    if not der:
+        raise InputError(f"{where}: empty PEM block")
+    return der
+
+
+def _der_length(where: str, der: bytes) -> int:
+    """Length of the first DER TLV in ``der`` (to cut OpenSSL's trusted-certificate aux data)."""
+    if len(der) < 2:
+        raise InputError(f"{where}: truncated DER")
+    first = der[1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if count == 0 or count > 4 or len(der) < 2 + count:
+        raise InputError(f"{where}: corrupt DER length")
+    return 2 + count + int.from_bytes(der[2 : 2 + count], "big")
+
+
+def _load_cert_der(where: str, der: bytes) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise InputError(f"{where}: corrupt certificate: {_reason(exc)}") from None
+
+
+def _load_csr_der(where: str, der: bytes) -> x509.CertificateSigningRequest:
+    try:
+        return x509.load_der_x509_csr(der)
+    except ValueError as exc:
+        raise InputError(f"{where}: corrupt CSR: {_reason(exc)}") from None
+
+
+def _check_key_matches(
+    label: str, certificates: list[x509.Certificate], keys: list[tuple[str, PublicKeyTypes]]
+) -> None:
+    """A combined key+certificate file must pair the key with one of its certificates."""
+    cert_spkis = {_spki(c.public_key()) for c in certificates}
+    for kind, key in keys:
+        if _spki(key) not in cert_spkis:
+            raise InputError(f"{label}: the {kind} does not match any certificate in the file")
+
+
+def _spki(public_key: PublicKeyTypes) -> bytes:
+    return public_key.public_bytes(*_SPKI)
+
+
+def spki_der(certificate: x509.Certificate) -> bytes:
+    """SubjectPublicKeyInfo DER of a certificate."""
+    return certificate.public_key().public_bytes(*_SPKI)
+
+
+def key_type(public_key: PublicKeyTypes) -> str:
+    """Short key description: ``RSA-2048``, ``EC-P256``, ``Ed25519``, ``Ed448``."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"RSA-{public_key.key_size}"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        curve = {"secp256r1": "P256", "secp384r1": "P384", "secp521r1": "P521"}
+        return f"EC-{curve.get(public_key.curve.name, public_key.curve.name)}"
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(public_key, ed448.Ed448PublicKey):
+        return "Ed448"
+    if isinstance(public_key, dsa.DSAPublicKey):
+        return f"DSA-{public_key.key_size}"
+    return type(public_key).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
