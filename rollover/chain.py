@@ -67,31 +67,54 @@ def build_chain(label: str, certificates: tuple[x509.Certificate, ...]) -> Chain
         return Chain(certificates, (0,))
     issuer_of: dict[int, int] = {}
     for child in range(count):
-        for parent in range(count):
-            if parent != child and issued_by(certificates[child], certificates[parent]):
-                issuer_of[child] = parent
-                break
+        parent = _find_issuer(certificates, child)
+        if parent is not None:
+            issuer_of[child] = parent
     issuers = set(issuer_of.values())
-    leaves = [i for i in range(count) if i not in issuers]
-    note: str | None = None
-    if not leaves:
+    candidates = [i for i in range(count) if i not in issuers]
+    if not candidates:
         raise InputError(f"{label}: the certificates form a loop; cannot tell the leaf")
-    leaf = leaves[0]
-    if len(leaves) > 1:
+    paths = {i: _path_from(i, issuer_of) for i in candidates}
+    # The leaf: an end-entity certificate before a spare CA, the longest chain, then file order.
+    leaf = min(candidates, key=lambda i: (is_ca(certificates[i]), -len(paths[i]), i))
+    path = paths[leaf]
+    note: str | None = None
+    spare = [i for i in range(count) if i not in path]
+    if spare:
         note = (
-            f"{label}: holds {len(leaves)} unrelated chains; taking certificate {leaf} "
-            f"({certificates[leaf].subject.rfc4514_string()}) as the leaf"
+            f"{label}: certificate(s) {', '.join(map(str, spare))} are not in the chain of the "
+            f"leaf, certificate {leaf} ({certificates[leaf].subject.rfc4514_string()})"
         )
-    path = [leaf]
-    while path[-1] in issuer_of and issuer_of[path[-1]] not in path:
-        path.append(issuer_of[path[-1]])
     if note is None and tuple(path) != tuple(range(len(path))):
-        order = "in reverse order" if tuple(path) == tuple(range(count - 1, -1, -1)) else "unordered"
+        order = (
+            "in reverse order" if tuple(path) == tuple(range(count - 1, -1, -1)) else "unordered"
+        )
         note = (
             f"{label}: bundle is {order}; the leaf is certificate {leaf} "
             f"({certificates[leaf].subject.rfc4514_string()})"
         )
     return Chain(certificates, tuple(path), note)
+
+
+def _path_from(leaf: int, issuer_of: dict[int, int]) -> list[int]:
+    path = [leaf]
+    while path[-1] in issuer_of and issuer_of[path[-1]] not in path:
+        path.append(issuer_of[path[-1]])
+    return path
+
+
+def _find_issuer(certificates: tuple[x509.Certificate, ...], child: int) -> int | None:
+    """The bundle position of ``certificates[child]``'s issuer.
+
+    Names decide when one certificate carries the issuer's name (the common case, and cheap);
+    signatures decide between several with that name (an old and a renewed intermediate).
+    """
+    wanted = certificates[child].issuer
+    named = [i for i, c in enumerate(certificates) if i != child and c.subject == wanted]
+    if len(named) <= 1:
+        return named[0] if named else None
+    signed = [i for i in named if issued_by(certificates[child], certificates[i])]
+    return signed[0] if signed else None
 
 
 def select_trust_anchor(
@@ -118,7 +141,9 @@ def select_trust_anchor(
         ]
         if len(found) != 1:
             what = "no certificate" if not found else f"{len(found)} certificates"
-            raise InputError(f"{label}: --ta-subject {ta_subject!r} matches {what}; need exactly one")
+            raise InputError(
+                f"{label}: --ta-subject {ta_subject!r} matches {what}; need exactly one"
+            )
         return found[0]
     if len(certificates) == 1:
         return 0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives._serialization import Encoding
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from rollover.association import Association, association_data
@@ -57,8 +57,8 @@ def port_warnings(params: tuple[TlsaParams, ...], port: int) -> list[str]:
     for p in params:
         if port == 25 and p.usage in (0, 1):
             warnings.append(
-                f"usage {p.usage} ({p.mnemonic.split()[0]}) on port 25: RFC 7672 section 3.1.3 says "
-                "SMTP servers SHOULD NOT publish PKIX-TA(0) or PKIX-EE(1); use 3 1 1 or 2 0 1"
+                f"usage {p.usage} ({p.mnemonic.split()[0]}) on port 25: RFC 7672 section 3.1.3 "
+                "says SMTP servers SHOULD NOT publish PKIX-TA(0) or PKIX-EE(1); use 3 1 1 or 2 0 1"
             )
         if p.selector == 0 and p.mtype == 0:
             warnings.append(
@@ -79,7 +79,8 @@ def derive(material: Material, options: DeriveOptions, now: datetime) -> Derivat
 
 
 def _derive_from_key(material: Material, options: DeriveOptions, result: Derivation) -> None:
-    assert material.key_spki is not None and material.public_key is not None
+    assert material.key_spki is not None
+    assert material.public_key is not None
     kind = material.key_kind or "key"
     _warn_weak_key(material.label, material.public_key, result)
     for p in options.params:
@@ -130,7 +131,7 @@ def _derive_from_certificates(
         if p.usage != 3:
             _warn_validity(label, certificate, p, now, result)
         _warn_weak_key(label, certificate.public_key(), result)
-        cert_der = certificate.public_bytes(serialization.Encoding.DER)
+        cert_der = certificate.public_bytes(Encoding.DER)
         data = association_data(p.selector, p.mtype, cert_der, spki_der(certificate))
         result.records.append(
             DerivedRecord(
@@ -166,6 +167,4 @@ def _warn_validity(
 
 def _warn_weak_key(label: str, public_key: object, result: Derivation) -> None:
     if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size < 2048:
-        result.warnings.append(
-            f"{label}: RSA key of {public_key.key_size} bits is under 2048 bits"
-        )
+        result.warnings.append(f"{label}: RSA key of {public_key.key_size} bits is under 2048 bits")

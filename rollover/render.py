@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -26,12 +25,14 @@ def unique(records: Sequence[DerivedRecord]) -> list[DerivedRecord]:
 
 
 def render(records: Sequence[DerivedRecord], fmt: str) -> str:
-    """The whole output text for ``records`` in format ``fmt`` (ends with a newline if not empty)."""
+    """The output text for ``records`` in format ``fmt`` (newline-terminated unless empty)."""
     if fmt == "zone":
         return "".join(f"{_prefix(r)} IN TLSA {r.association}\n" for r in records)
     if fmt == "generic":
         return "".join(_generic_line(r) for r in records)
     if fmt == "json":
+        import json
+
         return json.dumps([_json_object(r) for r in records], indent=2) + "\n"
     if fmt == "nsupdate":
         return _nsupdate(records)
@@ -124,4 +125,6 @@ def _route53(records: Sequence[DerivedRecord]) -> str:
             }
         )
     batch = {"Comment": "TLSA records from rollover", "Changes": changes}
+    import json
+
     return json.dumps(batch, indent=2) + "\n"

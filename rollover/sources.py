@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives._serialization import Encoding, PublicFormat
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from rollover.errors import InputError
@@ -31,9 +31,7 @@ if TYPE_CHECKING:
 
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
 
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
-)
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _PRIVATE_LABELS = {
@@ -46,7 +44,9 @@ _PRIVATE_LABELS = {
 _PUBLIC_LABELS = {b"PUBLIC KEY", b"RSA PUBLIC KEY"}
 _CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
 _IGNORED_LABELS = {b"EC PARAMETERS", b"DH PARAMETERS", b"X509 CRL"}
-_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+# ``cryptography.hazmat.primitives.serialization`` pulls in the SSH key code (~7 ms at start-up);
+# certificates only need these two enums, so key loading imports the package lazily.
+_SPKI = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,9 @@ def read_source(path: str, stdin: bytes | None = None) -> bytes:
         except PermissionError:
             raise InputError(f"{path}: permission denied") from None
         except IsADirectoryError:
-            raise InputError(f"{path}: is a directory, not a certificate, key or CSR file") from None
+            raise InputError(
+                f"{path}: is a directory, not a certificate, key or CSR file"
+            ) from None
         except OSError as exc:
             raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if len(data) > MAX_SOURCE_BYTES:
@@ -128,6 +130,8 @@ def _parse_pem(label: str, data: bytes, passphrase: bytes | None) -> Material:
             private = _load_ssh_private(where, block.group(0), passphrase)
             keys.append(("private key", private.public_key()))
         elif kind in _PUBLIC_LABELS:
+            from cryptography.hazmat.primitives import serialization
+
             try:
                 keys.append(("public key", serialization.load_pem_public_key(block.group(0))))
             except (ValueError, UnsupportedAlgorithm) as exc:
@@ -166,14 +170,18 @@ def _parse_der(label: str, data: bytes, passphrase: bytes | None) -> Material:
         pass
     try:
         public_key: PublicKeyTypes = _load_private(label, data, passphrase, pem=False).public_key()
-        return Material(label, key_spki=_spki(public_key), key_kind="private key",
-                        public_key=public_key)
-    except _NotThisKind:
+        return Material(
+            label, key_spki=_spki(public_key), key_kind="private key", public_key=public_key
+        )
+    except _NotThisKindError:
         pass
+    from cryptography.hazmat.primitives import serialization
+
     try:
         public_key = serialization.load_der_public_key(data)
-        return Material(label, key_spki=_spki(public_key), key_kind="public key",
-                        public_key=public_key)
+        return Material(
+            label, key_spki=_spki(public_key), key_kind="public key", public_key=public_key
+        )
     except (ValueError, UnsupportedAlgorithm):
         pass
     try:
@@ -184,14 +192,18 @@ def _parse_der(label: str, data: bytes, passphrase: bytes | None) -> Material:
     raise InputError(f"{label}: DER data is not a certificate, key or CSR (corrupt or truncated?)")
 
 
-class _NotThisKind(Exception):
+class _NotThisKindError(Exception):
     """Internal: DER bytes are not a private key at all (try the next kind)."""
 
 
 def _load_private(
     where: str, data: bytes, passphrase: bytes | None, *, pem: bool
 ) -> PrivateKeyTypes:
-    encrypted = pem and (b"ENCRYPTED" in data.split(b"\n", 3)[0] or b"Proc-Type: 4,ENCRYPTED" in data)
+    from cryptography.hazmat.primitives import serialization
+
+    encrypted = pem and (
+        b"ENCRYPTED" in data.split(b"\n", 3)[0] or b"Proc-Type: 4,ENCRYPTED" in data
+    )
     loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
     try:
         return loader(
@@ -210,17 +222,19 @@ def _load_private(
         ) from None
     except ValueError as exc:
         if not pem and not encrypted:
-            raise _NotThisKind from None
+            raise _NotThisKindError from None
         if encrypted or passphrase is not None:
             raise InputError(f"{where}: wrong passphrase, or the key is corrupt") from None
         raise InputError(f"{where}: corrupt private key: {_reason(exc)}") from None
     except UnsupportedAlgorithm as exc:
         if not pem:
-            raise _NotThisKind from None
+            raise _NotThisKindError from None
         raise InputError(f"{where}: unsupported key algorithm: {_reason(exc)}") from None
 
 
 def _load_ssh_private(where: str, data: bytes, passphrase: bytes | None) -> PrivateKeyTypes:
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_ssh_private_key(data, password=passphrase)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:

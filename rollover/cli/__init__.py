@@ -4,8 +4,6 @@ Each command lives in its own module and imports what it needs inside the functi
 ``rollover record`` starts without loading dnspython or boto3.
 """
 
-from __future__ import annotations
-
 import sys
 
 import typer

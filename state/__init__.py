@@ -1,0 +1,1 @@
+"""Persistent rollover state."""

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_rollover(
+    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real command line in a subprocess, the way a user or a hook runs it."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLOVER_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "rollover", *args],
+        input=stdin.decode() if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def rollover_cli():
+    return run_rollover
+
+
+def assert_one_line_error(
+    result: subprocess.CompletedProcess[str], status: int, *needles: str
+) -> None:
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert error_lines, result.stderr
+    for needle in needles:
+        assert any(needle in line for line in error_lines), (needle, result.stderr)
