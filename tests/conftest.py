@@ -41,3 +41,16 @@ def assert_one_line_error(
     assert error_lines, result.stderr
     for needle in needles:
         assert any(needle in line for line in error_lines), (needle, result.stderr)
+
+
+@pytest.fixture(scope="session")
+def lab():  # type: ignore[no-untyped-def]
+    """The BIND + unbound lab, shared by the session. Fails (never skips) when it cannot start."""
+    from tests.lab import Lab, LabError
+
+    try:
+        running = Lab.start_new()
+    except LabError as exc:
+        pytest.fail(f"the DNS lab could not start: {exc}")
+    yield running
+    running.stop()

@@ -22,6 +22,7 @@ Use it from pytest (the session fixture ``lab`` in conftest) or by hand::
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import shutil
@@ -121,10 +122,8 @@ class Daemon:
                 break
             time.sleep(0.02)
         else:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             if self.process is not None:
                 self.process.wait(5)
         self.pid_file.unlink(missing_ok=True)
@@ -262,8 +261,16 @@ class Lab:
         raise LabError(f"{name} not ready after {seconds} s:\n{daemon.log_tail()}")
 
     # -- readiness, by the per-lab nonce so a stale daemon cannot fake it --------------------
-    def query(self, server: str, name: str, rdtype: str, *, rd: bool = False,
-              dnssec: bool = True, timeout: float = 1.0) -> dns.message.Message:
+    def query(
+        self,
+        server: str,
+        name: str,
+        rdtype: str,
+        *,
+        rd: bool = False,
+        dnssec: bool = True,
+        timeout: float = 1.0,
+    ) -> dns.message.Message:
         address, port = server.rsplit(":", 1)
         q = dns.message.make_query(name, rdtype, want_dnssec=dnssec)
         if not rd:
@@ -273,8 +280,10 @@ class Lab:
     def _nonce_seen(self, server: str, zone: str, *, rd: bool) -> bool:
         response = self.query(server, f"_lab-nonce.{zone}", "TXT", rd=rd, timeout=0.25)
         texts = [
-            b"".join(r.strings).decode() for rrset in response.answer
-            if rrset.rdtype == dns.rdatatype.TXT for r in rrset
+            b"".join(r.strings).decode()
+            for rrset in response.answer
+            if rrset.rdtype == dns.rdatatype.TXT
+            for r in rrset
         ]
         signed = any(rrset.rdtype == dns.rdatatype.RRSIG for rrset in response.answer)
         return self.nonce in texts and signed
@@ -306,13 +315,16 @@ class Lab:
             target.mkdir(exist_ok=True)
             out = subprocess.run(
                 [keygen, "-q", "-k", "lab", "-l", str(policy), "-K", str(target), key_zone],
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if out.returncode != 0:
                 raise LabError(f"dnssec-keygen failed for {zone}: {out.stderr.strip()}")
             key_file = next(target.glob(f"K{key_zone}+*.key"))
-            ds = subprocess.run([dsfromkey, "-2", str(key_file)], capture_output=True,
-                                text=True, check=True).stdout.split()
+            ds = subprocess.run(
+                [dsfromkey, "-2", str(key_file)], capture_output=True, text=True, check=True
+            ).stdout.split()
             # "<zone> IN DS <tag> <alg> <type> <digest>"
             self.ds[zone] = " ".join(ds[3:])
 
@@ -463,7 +475,10 @@ class Lab:
     def rndc(self, role: str, *args: str) -> str:
         out = subprocess.run(
             [_which("rndc"), "-c", str(self.directory / role / "rndc.conf"), *args],
-            capture_output=True, text=True, timeout=20, check=False,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
         )
         if out.returncode != 0:
             raise LabError(f"rndc {' '.join(args)} ({role}): {out.stderr.strip() or out.stdout}")
@@ -472,7 +487,10 @@ class Lab:
     def unbound_control(self, *args: str) -> str:
         out = subprocess.run(
             [_which("unbound-control"), "-c", str(self.directory / "unbound.conf"), *args],
-            capture_output=True, text=True, timeout=20, check=False,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
         )
         if out.returncode != 0:
             raise LabError(f"unbound-control {' '.join(args)}: {out.stderr.strip()}")
@@ -485,11 +503,17 @@ class Lab:
         self.unbound_control("flush_negative")
         self.unbound_control("flush_infra", "all")
 
-    def update(self, zone: str, *, add: tuple[tuple[str, int, str, str], ...] = (),
-               delete: tuple[tuple[str, str], ...] = ()) -> None:
+    def update(
+        self,
+        zone: str,
+        *,
+        add: tuple[tuple[str, int, str, str], ...] = (),
+        delete: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         """Another writer's RFC 2136 update (TSIG-signed), for tests that race the tool."""
-        message = dns.update.UpdateMessage(zone, keyring=self.keyring, keyname=TSIG_NAME,
-                                           keyalgorithm="hmac-sha256")
+        message = dns.update.UpdateMessage(
+            zone, keyring=self.keyring, keyname=TSIG_NAME, keyalgorithm="hmac-sha256"
+        )
         for name, rdtype in delete:
             message.delete(name, rdtype)
         for name, ttl, rdtype, text in add:
@@ -525,8 +549,11 @@ class Lab:
 
     def _rewrite_secondary(self, *, paused: bool) -> None:
         conf = self.directory / "secondary" / "named.conf"
-        lines = [line for line in conf.read_text().splitlines()
-                 if not line.startswith('zone "example.test."')]
+        lines = [
+            line
+            for line in conf.read_text().splitlines()
+            if not line.startswith('zone "example.test."')
+        ]
         lines.append(self._secondary_zone(paused=paused))
         conf.write_text("\n".join(lines) + "\n")
         self.rndc("secondary", "reconfig")

@@ -9,6 +9,7 @@ import sys
 import typer
 
 from rollover import __version__
+from rollover.cli import dns_cmd as _dns_cmd
 from rollover.cli import record as _record
 from rollover.errors import RolloverError
 
@@ -42,6 +43,7 @@ def _root(
 
 
 _record.register(app)
+_dns_cmd.register(app)
 
 
 def main() -> None:
