@@ -255,11 +255,22 @@ def test_record_does_not_import_dnspython_or_boto3() -> None:
     import sys
 
     probe = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "rollover", "record",
-         str(REPO / "examples" / "mx1-fullchain.pem")],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "rollover",
+            "record",
+            str(REPO / "examples" / "mx1-fullchain.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     modules = {line.rsplit("|", 1)[-1].strip() for line in probe.stderr.splitlines() if "|" in line}
     assert "cryptography.x509" in modules  # the probe works
-    heavy = {m for m in modules if m.split(".")[0] in ("dns", "boto3", "botocore", "yaml", "pydantic")}
+    heavy = {
+        m for m in modules if m.split(".")[0] in ("dns", "boto3", "botocore", "yaml", "pydantic")
+    }
     assert heavy == set()

@@ -9,7 +9,9 @@ import sys
 import typer
 
 from rollover import __version__
+from rollover.cli import config_cmd as _config_cmd
 from rollover.cli import dns_cmd as _dns_cmd
+from rollover.cli import publish_cmd as _publish_cmd
 from rollover.cli import record as _record
 from rollover.errors import RolloverError
 
@@ -44,6 +46,8 @@ def _root(
 
 _record.register(app)
 _dns_cmd.register(app)
+_publish_cmd.register(app)
+_config_cmd.register(app)
 
 
 def main() -> None:

@@ -2,13 +2,13 @@
 
 # No `from __future__ import annotations` here: typer would eval() every annotation string at
 # start-up (measured: ~3 ms of `rollover record`).
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
+from rollover.cli import common
 from rollover.errors import InputError
 
 HELP = """Print TLSA records derived from each SOURCE.
@@ -67,13 +67,8 @@ def record(
         str | None,
         typer.Option("--ta-subject", help="Trust anchor for usages 0/2: text in its subject."),
     ] = None,
-    passphrase_file: Annotated[
-        str | None,
-        typer.Option("--passphrase-file", help="File whose first line is the key passphrase."),
-    ] = None,
-    passphrase_env: Annotated[
-        str, typer.Option("--passphrase-env", help="Environment variable with the passphrase.")
-    ] = "ROLLOVER_PASSPHRASE",  # noqa: S107 (a variable name, not a secret)
+    passphrase_file: common.PassphraseFileOption = None,
+    passphrase_env: common.PassphraseEnvOption = common.DEFAULT_PASSPHRASE_ENV,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on any warning.")] = False,
 ) -> None:
     from rollover.association import owner_name
@@ -93,7 +88,7 @@ def record(
         ta_index=ta_index,
         ta_subject=ta_subject,
     )
-    passphrase = _passphrase(passphrase_file, passphrase_env)
+    passphrase = common.passphrase(passphrase_file, passphrase_env)
     if sources.count("-") > 1:
         raise InputError("standard input (-) can be read only once")
     now = datetime.now(UTC)
@@ -121,18 +116,3 @@ def record(
         raise typer.Exit(InputError.exit_code)
     if strict and warnings:
         raise typer.Exit(1)
-
-
-def _passphrase(path: str | None, env_name: str) -> bytes | None:
-    """The passphrase from a file (first line) or the environment; never from argv."""
-    if path is not None:
-        try:
-            with open(path, "rb") as handle:
-                first = handle.readline(65536)
-        except OSError as exc:
-            raise InputError(
-                f"{path}: cannot read passphrase file: {exc.strerror or exc}"
-            ) from None
-        return first.rstrip(b"\r\n")
-    value = os.environ.get(env_name)
-    return value.encode() if value else None

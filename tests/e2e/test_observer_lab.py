@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from rollover.addresses import parse_server
 from rollover.observation import DnssecState, verdict
-from rollover.observer import DnsObserver, parse_server
+from rollover.observer import DnsObserver
 from tests.conftest import run_rollover
 from tests.lab import Lab
 

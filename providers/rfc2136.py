@@ -1,0 +1,287 @@
+"""RFC 2136 dynamic updates with TSIG, over TCP, every change guarded by prerequisites.
+
+A change from RRset A to RRset B is sent as one UPDATE message whose prerequisite (RFC 2136
+section 2.4.2, "RRset exists (value dependent)", or 2.4.5 "RRset does not exist" when A is empty)
+makes the server apply it only if the RRset is still exactly A. NXRRSET/YXRRSET answers become
+:class:`ConflictError`. Every response code is checked; TSIG failures are named.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.serial
+import dns.tsig
+import dns.update
+
+from providers.base import Receipt
+from providers.tsig import ALGORITHMS, TsigKey, read_key_file, read_secret_file
+from rollover.addresses import format_server, parse_server
+from rollover.association import Association
+from rollover.config import Section, check_secret_file
+from rollover.errors import ConfigError, ConflictError, InputError, ProviderError
+from rollover.params import TlsaParams
+from rollover.plan import Change, TlsaRRset
+
+
+@dataclass(frozen=True)
+class Rfc2136Settings:
+    server: str
+    port: int
+    zone: str | None
+    tsig: TsigKey
+    timeout: float = 5.0
+    retries: int = 3
+
+
+def parse_settings(section: Section, warnings: list[str]) -> Rfc2136Settings:
+    server = section.text("server", required=True)
+    try:
+        parse_server(server)
+    except InputError as exc:
+        raise section.fail("server", str(exc)) from None
+    port = section.integer("port", 53, low=1, high=65535)
+    zone = section.text("zone")
+    timeout = section.number("timeout", 5.0, low=0.1)
+    retries = section.integer("retries", 3, low=1, high=10)
+    tsig_section = section.section("tsig", required=True)
+    assert tsig_section is not None
+    name = tsig_section.text("name")
+    algorithm = tsig_section.text("algorithm", "hmac-sha256").lower()
+    if algorithm not in ALGORITHMS:
+        raise tsig_section.fail("algorithm", f"use one of {', '.join(ALGORITHMS)}")
+    secret_file = tsig_section.text("secret_file")
+    key_file = tsig_section.text("key_file")
+    if (secret_file is None) == (key_file is None):
+        raise tsig_section.fail("secret_file", "give exactly one of secret_file and key_file")
+    if secret_file is not None:
+        where = f"{section.source}: {tsig_section.key('secret_file')}"
+        if name is None:
+            raise tsig_section.fail("name", "is required with secret_file")
+        check_secret_file(secret_file, tsig_section.key("secret_file"), section.source, warnings)
+        key = read_secret_file(secret_file, name, algorithm, where)
+    else:
+        where = f"{section.source}: {tsig_section.key('key_file')}"
+        check_secret_file(key_file, tsig_section.key("key_file"), section.source, warnings)
+        key = read_key_file(key_file, name, where)
+    tsig_section.finish()
+    if zone is not None:
+        zone = dns.name.from_text(zone).to_text().lower()
+    return Rfc2136Settings(server, port, zone, key, timeout, retries)
+
+
+def create(name: str, settings: Rfc2136Settings) -> Rfc2136Provider:
+    return Rfc2136Provider(name, settings)
+
+
+class Rfc2136Provider:
+    """Talks to the primary named in the configuration, never to anything else."""
+
+    def __init__(
+        self, name: str, settings: Rfc2136Settings, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self._sleep = sleep
+        address, port = parse_server(settings.server, settings.port)
+        self._address, self._port = address, port
+        self._label = format_server(address, port)
+        self._keyring = {
+            dns.name.from_text(settings.tsig.name): dns.tsig.Key(
+                settings.tsig.name, settings.tsig.secret, settings.tsig.algorithm
+            )
+        }
+        self._keyname = dns.name.from_text(settings.tsig.name)
+
+    # -- transport -------------------------------------------------------------------------
+    def _exchange(self, message: dns.message.Message) -> dns.message.Message:
+        """One TCP exchange, retried with backoff on timeouts and dropped connections."""
+        delay = 0.5
+        last = ""
+        for attempt in range(self.settings.retries):
+            if attempt:
+                self._sleep(delay)
+                delay = min(delay * 2, 8.0)
+            try:
+                return dns.query.tcp(
+                    message, self._address, port=self._port, timeout=self.settings.timeout
+                )
+            except dns.exception.Timeout:
+                last = f"timed out after {self.settings.timeout:g} s"
+            except (ConnectionError, EOFError) as exc:
+                last = f"connection failed: {exc or type(exc).__name__}"
+            except OSError as exc:
+                last = f"network error: {exc.strerror or exc}"
+            except dns.tsig.PeerBadKey:
+                raise ProviderError(
+                    self._tsig_problem("BADKEY: the server does not know this key")
+                ) from None
+            except dns.tsig.PeerBadSignature:
+                raise ProviderError(
+                    self._tsig_problem("BADSIG: wrong secret or algorithm")
+                ) from None
+            except dns.tsig.PeerBadTime:
+                raise ProviderError(
+                    self._tsig_problem("BADTIME: the clocks differ too much")
+                ) from None
+            except dns.exception.DNSException as exc:
+                raise ProviderError(f"{self.name}: {self._label}: bad answer: {exc}") from None
+        raise ProviderError(
+            f"{self.name}: {self._label}: {last} ({self.settings.retries} attempts)"
+        )
+
+    def _tsig_problem(self, what: str) -> str:
+        return f"{self.name}: {self._label}: TSIG key {self.settings.tsig} rejected: {what}"
+
+    def _query(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
+        query = dns.message.make_query(qname, rdtype)
+        query.flags &= ~dns.flags.RD
+        query.use_tsig(self._keyring, keyname=self._keyname, algorithm=self.settings.tsig.algorithm)
+        response = self._exchange(query)
+        rcode = response.rcode()
+        if rcode == dns.rcode.NOTAUTH:
+            raise ProviderError(self._tsig_problem("NOTAUTH"))
+        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            raise ProviderError(
+                f"{self.name}: {self._label}: query for {qname} answered {dns.rcode.to_text(rcode)}"
+            )
+        return response
+
+    # -- Provider --------------------------------------------------------------------------
+    def zone_for(self, owner: str) -> str:
+        if self.settings.zone is not None:
+            zone = dns.name.from_text(self.settings.zone)
+            if not dns.name.from_text(owner).is_subdomain(zone):
+                raise ConfigError(f"{self.name}: {owner} is not in zone {self.settings.zone}")
+            return zone.to_text().lower()
+        name = dns.name.from_text(owner)
+        candidate = name
+        while True:
+            response = self._query(candidate, dns.rdatatype.SOA)
+            if any(r.rdtype == dns.rdatatype.SOA and r.name == candidate for r in response.answer):
+                return candidate.to_text().lower()
+            for rrset in response.authority:
+                if rrset.rdtype == dns.rdatatype.SOA and candidate.is_subdomain(rrset.name):
+                    return rrset.name.to_text().lower()
+            if candidate == dns.name.root:
+                raise ProviderError(f"{self.name}: {self._label} is not authoritative for {owner}")
+            candidate = candidate.parent()
+
+    def serial(self, zone: str) -> int:
+        response = self._query(dns.name.from_text(zone), dns.rdatatype.SOA)
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return int(rrset[0].serial)
+        raise ProviderError(f"{self.name}: {self._label} has no SOA for {zone}")
+
+    def read(self, owner: str) -> TlsaRRset:
+        name = dns.name.from_text(owner)
+        response = self._query(name, dns.rdatatype.TLSA)
+        if not response.flags & dns.flags.AA:
+            raise ProviderError(f"{self.name}: {self._label} is not authoritative for {owner}")
+        for rrset in response.answer:
+            if rrset.name == name and rrset.rdtype == dns.rdatatype.CNAME:
+                raise ProviderError(
+                    f"{self.name}: {owner} is a CNAME to {rrset[0].target}; "
+                    "manage the TLSA records at the target name"
+                )
+            if rrset.name == name and rrset.rdtype == dns.rdatatype.TLSA:
+                return TlsaRRset(owner, rrset.ttl, _associations(rrset))
+        return TlsaRRset(owner)
+
+    def apply(self, change: Change) -> Receipt:
+        if change.is_noop:
+            return Receipt(self.name, "noop", change)
+        zone = self.zone_for(change.owner)
+        serial_before = self.serial(zone)
+        update = dns.update.UpdateMessage(
+            zone,
+            keyring=self._keyring,
+            keyname=self._keyname,
+            keyalgorithm=self.settings.tsig.algorithm,
+        )
+        name = dns.name.from_text(change.owner)
+        if change.before.exists:
+            # RFC 2136 section 2.4.2: the prerequisite RRs carry TTL 0, or the server says FORMERR.
+            update.present(name, _rdataset(change.before, ttl=0))
+        else:
+            update.absent(name, dns.rdatatype.TLSA)
+        update.delete(name, dns.rdatatype.TLSA)
+        if change.after.exists:
+            update.add(name, _rdataset(change.after))
+        response = self._exchange(update)
+        rcode = response.rcode()
+        if rcode in (dns.rcode.NXRRSET, dns.rcode.YXRRSET):
+            # A retried update may already have been applied by an earlier attempt.
+            if self.read(change.owner).records == change.after.records:
+                return Receipt(self.name, f"serial>{serial_before}", change, "already applied")
+            raise ConflictError(
+                f"{self.name}: the TLSA RRset at {change.owner} changed since it was read "
+                f"({dns.rcode.to_text(rcode)}); nothing was changed, read it again"
+            )
+        if rcode != dns.rcode.NOERROR:
+            raise ProviderError(
+                f"{self.name}: update of {change.owner} refused: {_rcode_meaning(rcode, zone)}"
+            )
+        return Receipt(self.name, f"serial>{serial_before}", change)
+
+    def wait(self, receipt: Receipt, timeout: float) -> None:
+        """In effect: the primary's serial moved past the one before, and a read gives ``after``."""
+        if receipt.change_id == "noop":
+            return
+        serial_before = int(receipt.change_id.split(">", 1)[1])
+        zone = self.zone_for(receipt.change.owner)
+        deadline = time.monotonic() + timeout
+        while True:
+            serial = self.serial(zone)
+            moved = dns.serial.Serial(serial) > dns.serial.Serial(serial_before)
+            current = self.read(receipt.change.owner)
+            if moved and current.records == receipt.change.after.records:
+                return
+            if time.monotonic() >= deadline:
+                raise ProviderError(
+                    f"{self.name}: change at {receipt.change.owner} not in effect "
+                    f"after {timeout:g} s (serial {serial})"
+                )
+            self._sleep(0.2)
+
+
+def _rcode_meaning(rcode: dns.rcode.Rcode, zone: str) -> str:
+    text = dns.rcode.to_text(rcode)
+    meanings = {
+        dns.rcode.REFUSED: "REFUSED (is this TSIG key allowed to update the zone?)",
+        dns.rcode.NOTAUTH: f"NOTAUTH (the server is not authoritative for {zone}, "
+        "or the TSIG key was rejected)",
+        dns.rcode.NOTZONE: f"NOTZONE (the name is not inside zone {zone})",
+        dns.rcode.SERVFAIL: "SERVFAIL (the server failed to apply it; see its log)",
+        dns.rcode.FORMERR: "FORMERR (the server could not parse the update)",
+        dns.rcode.NOTIMP: "NOTIMP (the server does not support dynamic updates)",
+    }
+    return meanings.get(rcode, text)
+
+
+def _rdataset(rrset: TlsaRRset, ttl: int | None = None) -> dns.rdataset.Rdataset:
+    rdatas = [
+        dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TLSA, str(a))
+        for a in sorted(rrset.records)
+    ]
+    return dns.rdataset.from_rdata_list(rrset.ttl or 0 if ttl is None else ttl, rdatas)
+
+
+def _associations(rrset: Any) -> frozenset[Association]:
+    return frozenset(
+        Association(TlsaParams(r.usage, r.selector, r.mtype), bytes(r.cert)) for r in rrset
+    )

@@ -1,0 +1,363 @@
+"""The YAML configuration: loading, strict validation with key paths, and the typed result.
+
+Where it is found: ``--config FILE``, else ``$ROLLOVER_CONFIG``, else
+``/etc/rollover/rollover.yaml``. Every error names the key path (``services.mx1.port``) and what
+is wrong; unknown keys are errors; secrets are never read into messages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rollover.association import normalize_host, owner_name
+from rollover.errors import ConfigError, InputError
+from rollover.params import TlsaParams, parse_params
+
+DEFAULT_CONFIG = "/etc/rollover/rollover.yaml"
+DEFAULT_STATE_DIR = "/var/lib/rollover"
+T = TypeVar("T")
+
+
+def config_path(explicit: str | None) -> str:
+    return explicit or os.environ.get("ROLLOVER_CONFIG") or DEFAULT_CONFIG
+
+
+class Section:
+    """A mapping being validated: typed getters that name the key path, and unknown-key checks."""
+
+    def __init__(self, raw: object, path: str, source: str) -> None:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{source}: {path or 'top level'}: expected a mapping")
+        self.raw: Mapping[Any, Any] = raw
+        self.path = path
+        self.source = source
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def fail(self, name: str, what: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {self.key(name)}: {what}")
+
+    def has(self, name: str) -> bool:
+        return name in self.raw
+
+    def get(
+        self,
+        name: str,
+        kind: type[T] | tuple[type, ...],
+        default: Any = None,
+        *,
+        required: bool = False,
+    ) -> Any:
+        self.seen.add(name)
+        if name not in self.raw or self.raw[name] is None:
+            if required:
+                raise self.fail(name, "is required")
+            return default
+        value = self.raw[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(name, f"expected {_kind_names(kinds)}, got {value!r}")
+        if not isinstance(value, kinds):
+            raise self.fail(name, f"expected {_kind_names(kinds)}, got {value!r}")
+        return value
+
+    def text(self, name: str, default: str | None = None, *, required: bool = False) -> Any:
+        value = self.get(name, str, default, required=required)
+        if isinstance(value, str) and not value.strip() and (required or name in self.raw):
+            raise self.fail(name, "must not be empty")
+        return value
+
+    def integer(
+        self,
+        name: str,
+        default: int | None = None,
+        *,
+        low: int | None = None,
+        high: int | None = None,
+        required: bool = False,
+    ) -> Any:
+        value = self.get(name, int, default, required=required)
+        if value is not None and (
+            (low is not None and value < low) or (high is not None and value > high)
+        ):
+            raise self.fail(name, f"{value} is out of range {low}..{high}")
+        return value
+
+    def number(
+        self,
+        name: str,
+        default: float | None = None,
+        *,
+        low: float | None = None,
+        required: bool = False,
+    ) -> Any:
+        value = self.get(name, (int, float), default, required=required)
+        if value is not None and low is not None and value < low:
+            raise self.fail(name, f"{value} is below {low}")
+        return None if value is None else float(value)
+
+    def strings(self, name: str, default: list[str] | None = None) -> list[str]:
+        value = self.get(name, list, default if default is not None else [])
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                raise ConfigError(f"{self.source}: {self.key(name)}[{i}]: expected a string")
+        return list(value)
+
+    def command(self, name: str) -> list[str] | str | None:
+        """A command: an argument list, or a string run by the shell."""
+        value = self.get(name, (list, str))
+        if isinstance(value, list):
+            if not value or not all(isinstance(v, str) and v for v in value):
+                raise self.fail(name, "expected a non-empty list of strings or a string")
+            return list(value)
+        if value is None:
+            return None
+        if not value.strip():
+            raise self.fail(name, "must not be empty")
+        return str(value)
+
+    def section(self, name: str, *, required: bool = False) -> Section | None:
+        self.seen.add(name)
+        if name not in self.raw or self.raw[name] is None:
+            if required:
+                raise self.fail(name, "is required")
+            return None
+        return Section(self.raw[name], self.key(name), self.source)
+
+    def finish(self) -> None:
+        unknown = [str(k) for k in self.raw if str(k) not in self.seen]
+        if unknown:
+            raise self.fail(unknown[0], "unknown key")
+
+
+def _kind_names(kinds: tuple[type, ...]) -> str:
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+        bool: "true or false",
+    }
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """A provider entry; ``settings`` is the adapter's own validated configuration."""
+
+    name: str
+    type: str
+    settings: Any
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    chain: str
+    key: str
+    reload: list[str] | str | None = None
+    reload_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    connect: tuple[str, ...] = ()
+    starttls: str | None = None
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    name: str
+    host: str
+    port: int
+    proto: str
+    provider: str
+    records: tuple[TlsaParams, ...]
+    ttl: int
+    authoritative: tuple[str, ...] = ()
+    resolvers: tuple[str, ...] = ()
+    deploy: DeployConfig | None = None
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+    @property
+    def owner(self) -> str:
+        return owner_name(self.host, self.port, self.proto)
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    providers: dict[str, ProviderConfig]
+    services: dict[str, ServiceConfig]
+    resolvers: tuple[str, ...] = ()
+    state_dir: str = DEFAULT_STATE_DIR
+    safety_factor: float = 2.0
+    warnings: tuple[str, ...] = ()
+
+    def service(self, name: str) -> ServiceConfig:
+        if name not in self.services:
+            known = ", ".join(sorted(self.services)) or "none"
+            raise ConfigError(f"{self.source}: services.{name}: no such service (known: {known})")
+        return self.services[name]
+
+
+ProviderParser = Callable[[Section, list[str]], Any]
+
+
+def load_config(path: str, provider_parsers: Callable[[str], ProviderParser | None]) -> Config:
+    """Read and validate ``path``. ``provider_parsers(type)`` gives an adapter's validator."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(4 * 1024 * 1024)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such configuration file (give --config or set ROLLOVER_CONFIG)"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}:{where}: {problem}") from None
+    return parse_config(raw if raw is not None else {}, path, provider_parsers)
+
+
+def parse_config(
+    raw: object, source: str, provider_parsers: Callable[[str], ProviderParser | None]
+) -> Config:
+    top = Section(raw, "", source)
+    warnings: list[str] = []
+    providers: dict[str, ProviderConfig] = {}
+    provider_section = top.section("providers")
+    if provider_section is not None:
+        for name in provider_section.raw:
+            entry = provider_section.section(str(name), required=True)
+            assert entry is not None
+            kind = entry.text("type", required=True)
+            parser = provider_parsers(kind)
+            if parser is None:
+                raise entry.fail(
+                    "type",
+                    f"unknown provider type {kind!r} (built in: rfc2136, "
+                    "zonefile, route53; others register the 'rollover.providers' "
+                    "entry point)",
+                )
+            settings = parser(entry, warnings)
+            entry.finish()
+            providers[str(name)] = ProviderConfig(str(name), kind, settings)
+    resolvers = tuple(top.strings("resolvers"))
+    _check_servers(top, "resolvers", resolvers)
+    state_dir = top.text("state_dir", DEFAULT_STATE_DIR)
+    safety_factor = top.number("safety_factor", 2.0, low=1.0)
+    services: dict[str, ServiceConfig] = {}
+    service_section = top.section("services")
+    if service_section is not None:
+        for name in service_section.raw:
+            entry = service_section.section(str(name), required=True)
+            assert entry is not None
+            services[str(name)] = _service(str(name), entry, providers)
+    top.finish()
+    return Config(source, providers, services, resolvers, state_dir, safety_factor, tuple(warnings))
+
+
+def _check_servers(section: Section, name: str, servers: tuple[str, ...]) -> None:
+    from rollover.addresses import parse_server
+
+    for i, server in enumerate(servers):
+        try:
+            parse_server(server)
+        except InputError as exc:
+            raise ConfigError(f"{section.source}: {section.key(name)}[{i}]: {exc}") from None
+
+
+def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) -> ServiceConfig:
+    host = entry.text("host", required=True)
+    try:
+        normalize_host(host)
+    except InputError as exc:
+        raise entry.fail("host", str(exc)) from None
+    port = entry.integer("port", 25, low=1, high=65535)
+    proto = entry.text("proto", "tcp")
+    provider = entry.text("provider", required=True)
+    if provider not in providers:
+        known = ", ".join(sorted(providers)) or "none"
+        raise entry.fail("provider", f"no provider named {provider!r} (known: {known})")
+    params: list[TlsaParams] = []
+    for i, text in enumerate(entry.strings("records", ["3 1 1"])):
+        try:
+            params.append(parse_params(text))
+        except InputError as exc:
+            raise ConfigError(f"{entry.source}: {entry.key('records')}[{i}]: {exc}") from None
+    if not params:
+        raise entry.fail("records", "must list at least one parameter set")
+    ttl = entry.integer("ttl", 300, low=0, high=2147483647)
+    authoritative = tuple(entry.strings("authoritative"))
+    _check_servers(entry, "authoritative", authoritative)
+    resolvers = tuple(entry.strings("resolvers"))
+    _check_servers(entry, "resolvers", resolvers)
+    deploy = None
+    deploy_section = entry.section("deploy")
+    if deploy_section is not None:
+        deploy = DeployConfig(
+            chain=deploy_section.text("chain", required=True),
+            key=deploy_section.text("key", required=True),
+            reload=deploy_section.command("reload"),
+            reload_timeout=deploy_section.number("reload_timeout", 60.0, low=0.1),
+        )
+        deploy_section.finish()
+    probe = ProbeConfig()
+    probe_section = entry.section("probe")
+    if probe_section is not None:
+        connect = tuple(probe_section.strings("connect"))
+        starttls = probe_section.text("starttls")
+        if starttls is not None and starttls not in ("smtp", "imap", "pop3", "xmpp", "none"):
+            raise probe_section.fail("starttls", "use smtp, imap, pop3, xmpp or none")
+        probe = ProbeConfig(connect, starttls, probe_section.number("timeout", 10.0, low=0.1))
+        probe_section.finish()
+    entry.finish()
+    return ServiceConfig(
+        name,
+        host,
+        port,
+        proto,
+        provider,
+        tuple(dict.fromkeys(params)),
+        ttl,
+        authoritative,
+        resolvers,
+        deploy,
+        probe,
+    )
+
+
+def check_secret_file(path: str, key: str, source: str, warnings: list[str]) -> None:
+    """A secret must be readable; warn when group or others may read it too."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: {key}: {path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: {key}: {path}: {exc.strerror or exc}") from None
+    if not Path(path).is_file():
+        raise ConfigError(f"{source}: {key}: {path}: not a regular file")
+    if st.st_mode & 0o077:
+        warnings.append(
+            f"{key}: {path} is readable by group or others "
+            f"(mode {st.st_mode & 0o777:o}); chmod 600 it"
+        )

@@ -1,0 +1,109 @@
+"""Publish and withdraw associations for a configured service: plan, print, apply, record, wait.
+
+The provider, the ownership store, the clock and the output are passed in; this module decides
+the order of things (claim before publishing, release after withdrawing) and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from providers.base import Provider, Receipt
+from rollover.association import Association
+from rollover.config import ServiceConfig
+from rollover.derive import DeriveOptions, derive
+from rollover.errors import ConflictError, InputError
+from rollover.plan import Change, describe, plan_publish, plan_withdraw
+from rollover.sources import Material
+from state.ownership import OwnershipStore
+
+Output = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    change: Change
+    receipt: Receipt | None  # None for a dry run or when there was nothing to do
+
+
+def service_associations(
+    service: ServiceConfig, material: Material, now: datetime
+) -> tuple[frozenset[Association], list[str]]:
+    """The service's parameter sets computed from one source; warnings returned, errors raised."""
+    result = derive(
+        material,
+        DeriveOptions(
+            params=service.records, owner=service.owner, port=service.port, ttl=service.ttl
+        ),
+        now,
+    )
+    if result.errors:
+        raise InputError(result.errors[0])
+    return frozenset(r.association for r in result.records), result.warnings
+
+
+def publish(
+    service: ServiceConfig,
+    provider: Provider,
+    store: OwnershipStore,
+    associations: frozenset[Association],
+    *,
+    now: datetime,
+    out: Output,
+    dry_run: bool = False,
+    wait_timeout: float = 120.0,
+) -> Outcome:
+    owner = service.owner
+    current = provider.read(owner)
+    change = plan_publish(current, associations, service.ttl)
+    for line in describe(change, store.owned(owner)):
+        out(line)
+    if dry_run or change.is_noop:
+        return Outcome(change, None)
+    store.claim(owner, change.added, service.name, now)
+    try:
+        receipt = provider.apply(change)
+    except ConflictError:
+        store.release(owner, change.added)  # certainly not applied
+        raise
+    provider.wait(receipt, wait_timeout)
+    out(f"published at {owner} via {provider.name}")
+    return Outcome(change, receipt)
+
+
+def withdraw(
+    service: ServiceConfig,
+    provider: Provider,
+    store: OwnershipStore,
+    associations: frozenset[Association],
+    *,
+    out: Output,
+    force: bool = False,
+    dry_run: bool = False,
+    wait_timeout: float = 120.0,
+) -> Outcome:
+    owner = service.owner
+    current = provider.read(owner)
+    owned = store.owned(owner)
+    change = plan_withdraw(current, associations, owned, force=force)
+    for line in describe(change, owned):
+        out(line)
+    if dry_run or change.is_noop:
+        return Outcome(change, None)
+    receipt = provider.apply(change)
+    store.release(owner, change.removed)
+    provider.wait(receipt, wait_timeout)
+    out(f"withdrawn from {owner} via {provider.name}")
+    return Outcome(change, receipt)
+
+
+def associations_by_data(current: frozenset[Association], hex_data: str) -> frozenset[Association]:
+    """The records whose association data is ``hex_data`` (any parameters)."""
+    cleaned = "".join(hex_data.split()).lower()
+    try:
+        data = bytes.fromhex(cleaned)
+    except ValueError:
+        raise InputError(f"--data {hex_data!r}: not a hex string") from None
+    return frozenset(a for a in current if a.data == data)

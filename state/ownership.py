@@ -1,0 +1,75 @@
+"""Which TLSA associations rollover published, per owner name.
+
+The tool never removes a record it did not publish unless told to by name; this file is how it
+knows. A claim is written *before* the DNS change that publishes the association, so a crash in
+between leaves a claim on a record that does not exist (harmless), never an unclaimed record.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rollover.association import Association, parse_association
+from rollover.errors import RolloverError
+from state.files import ensure_dir, locked, write_atomic
+
+
+class OwnershipStore:
+    def __init__(self, state_dir: str) -> None:
+        self.directory = Path(state_dir)
+        self.path = self.directory / "ownership.json"
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"version": 1, "owners": {}}
+        except (OSError, ValueError) as exc:
+            raise RolloverError(f"{self.path}: unreadable ownership record: {exc}") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("owners"), dict):
+            raise RolloverError(f"{self.path}: not an ownership record")
+        return raw
+
+    def owned(self, owner: str) -> frozenset[Association]:
+        entries = self._load()["owners"].get(owner.lower(), {})
+        return frozenset(parse_association(text) for text in entries)
+
+    def claim(
+        self, owner: str, associations: frozenset[Association], service: str, now: datetime
+    ) -> None:
+        self._update(owner, add=associations, service=service, now=now)
+
+    def release(self, owner: str, associations: frozenset[Association]) -> None:
+        self._update(owner, remove=associations)
+
+    def _update(
+        self,
+        owner: str,
+        *,
+        add: frozenset[Association] = frozenset(),
+        remove: frozenset[Association] = frozenset(),
+        service: str = "",
+        now: datetime | None = None,
+    ) -> None:
+        if not add and not remove:
+            return
+        ensure_dir(self.directory)
+        with locked(self.directory / ".ownership.lock"):
+            data = self._load()
+            entries = data["owners"].setdefault(owner.lower(), {})
+            for association in add:
+                entries.setdefault(
+                    str(association),
+                    {
+                        "service": service,
+                        "published_at": now.strftime("%Y-%m-%dT%H:%M:%SZ") if now else None,
+                    },
+                )
+            for association in remove:
+                entries.pop(str(association), None)
+            if not entries:
+                del data["owners"][owner.lower()]
+            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
