@@ -222,7 +222,13 @@ class Rfc2136Provider:
         update.delete(name, dns.rdatatype.TLSA)
         if change.after.exists:
             update.add(name, _rdataset(change.after))
-        response = self._exchange(update)
+        try:
+            response = self._exchange(update)
+        except ProviderError as exc:
+            raise ProviderError(
+                f"{exc}; the update may still reach the server: read the RRset "
+                "again before retrying"
+            ) from None
         rcode = response.rcode()
         if rcode in (dns.rcode.NXRRSET, dns.rcode.YXRRSET):
             # A retried update may already have been applied by an earlier attempt.

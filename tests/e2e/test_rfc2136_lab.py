@@ -1,0 +1,236 @@
+"""The RFC 2136 adapter and publish/withdraw against the lab's real BIND."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+import yaml
+
+from providers.rfc2136 import Rfc2136Provider, Rfc2136Settings
+from providers.tsig import TsigKey
+from rollover.association import parse_association
+from rollover.errors import ConflictError, ProviderError
+from rollover.plan import Change, TlsaRRset, plan_publish
+from tests.conftest import run_rollover
+from tests.lab import TSIG_NAME, Lab
+
+
+def assoc(params: str = "3 1 1"):  # type: ignore[no-untyped-def]
+    return parse_association(f"{params} {secrets.token_hex(32)}")
+
+
+def provider(
+    lab: Lab,
+    *,
+    name: str = TSIG_NAME,
+    secret: bytes | None = None,
+    port: int | None = None,
+    timeout: float = 2.0,
+    retries: int = 2,
+    zone: str | None = None,
+) -> Rfc2136Provider:
+    key = TsigKey(
+        name, "hmac-sha256", secret if secret is not None else base64.b64decode(lab.tsig_secret)
+    )
+    settings = Rfc2136Settings("127.0.0.1", port or lab.port, zone, key, timeout, retries)
+    return Rfc2136Provider("lab", settings, sleep=lambda _s: None)
+
+
+def owner() -> str:
+    return f"_25._tcp.mx-{secrets.token_hex(4)}.example.test."
+
+
+def test_add_replace_remove(lab: Lab) -> None:
+    p = provider(lab)
+    name = owner()
+    assert p.zone_for(name) == "example.test."
+    a, b = assoc(), assoc()
+    empty = p.read(name)
+    assert not empty.exists
+    receipt = p.apply(Change(empty, TlsaRRset(name, 5, frozenset({a}))))
+    p.wait(receipt, 10)
+    assert p.read(name) == TlsaRRset(name, 5, frozenset({a}))
+    p.wait(p.apply(Change(p.read(name), TlsaRRset(name, 7, frozenset({a, b})))), 10)
+    assert p.read(name) == TlsaRRset(name, 7, frozenset({a, b}))
+    p.wait(p.apply(Change(p.read(name), TlsaRRset(name, 7, frozenset({b})))), 10)
+    assert p.read(name).records == {b}
+    p.wait(p.apply(Change(p.read(name), TlsaRRset(name))), 10)
+    assert not p.read(name).exists
+    # The secondary got every change through NOTIFY/IXFR.
+    lab.wait_secondary_serial(lab.serial(lab.primary, "example.test."))
+
+
+def test_compare_and_swap_conflict_changes_nothing(lab: Lab) -> None:
+    p = provider(lab)
+    name = owner()
+    mine, theirs = assoc(), assoc()
+    before = p.read(name)
+    # Another writer creates the RRset after we read it.
+    lab.update("example.test.", add=((name, 5, "TLSA", str(theirs)),))
+    with pytest.raises(ConflictError, match="changed since it was read"):
+        p.apply(plan_publish(before, {mine}, 5))
+    assert p.read(name).records == {theirs}
+    # And a value-dependent prerequisite catches a change to an existing RRset too.
+    before = p.read(name)
+    lab.update("example.test.", add=((name, 5, "TLSA", str(assoc())),))
+    with pytest.raises(ConflictError):
+        p.apply(plan_publish(before, {mine}, 5))
+    assert mine not in p.read(name).records
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"secret": b"w" * 32}, "BADSIG"),
+        ({"name": "no-such-key"}, "BADKEY"),
+    ],
+)
+def test_tsig_failures_are_named(lab: Lab, kwargs: dict, needle: str) -> None:  # type: ignore[type-arg]
+    p = provider(lab, **kwargs)
+    name = owner()
+    with pytest.raises(ProviderError, match=needle):
+        p.apply(Change(TlsaRRset(name), TlsaRRset(name, 5, frozenset({assoc()}))))
+    assert not provider(lab).read(name).exists
+
+
+def test_zone_without_updates_is_refused(lab: Lab) -> None:
+    p = provider(lab, zone="inline.test.")
+    name = "_25._tcp.mx.inline.test."
+    with pytest.raises(ProviderError, match="REFUSED"):
+        p.apply(Change(p.read(name), TlsaRRset(name, 5, frozenset({assoc()}))))
+
+
+def test_name_outside_the_zone(lab: Lab) -> None:
+    p = provider(lab, zone="example.test.")
+    with pytest.raises(Exception, match="not in zone"):
+        p.zone_for("_25._tcp.mx.plain.test.")
+
+
+def test_unreachable_server(lab: Lab) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = provider(lab, port=port, timeout=0.5)
+    with pytest.raises(ProviderError, match=r"connection failed|timed out"):
+        p.read(owner())
+
+
+def test_server_that_stops_answering_mid_way(lab: Lab) -> None:
+    """Read succeeds, then the primary stops answering: a clear error; once it answers again a
+    fresh plan converges. (An UPDATE already in the server's socket buffer when it stopped is
+    applied when it resumes, so after a timeout the outcome is unknown until read back.)"""
+    p = provider(lab, timeout=0.5, retries=2)
+    name = owner()
+    a = assoc()
+    before = p.read(name)
+    daemon = lab.daemons["primary"]
+    daemon.pause()
+    try:
+        with pytest.raises(ProviderError, match="timed out"):
+            p.apply(plan_publish(before, {a}, 5))
+    finally:
+        daemon.resume()
+    after_fault = p.read(name)
+    assert after_fault.records in (frozenset(), frozenset({a}))
+    p.wait(p.apply(plan_publish(after_fault, {a}, 5)), 10)
+    assert p.read(name).records == {a}
+
+
+def test_cname_owner_is_refused(lab: Lab) -> None:
+    name = owner()
+    lab.update("example.test.", add=((name, 5, "CNAME", "_dane-shared.example.test."),))
+    with pytest.raises(ProviderError, match="is a CNAME"):
+        provider(lab).read(name)
+
+
+@pytest.fixture
+def lab_config(lab: Lab, tmp_path: Path) -> Path:
+    host = f"mx-{secrets.token_hex(4)}.example.test"
+    doc = {
+        "providers": {
+            "lab": {
+                "type": "rfc2136",
+                "server": "127.0.0.1",
+                "port": lab.port,
+                "tsig": {"name": TSIG_NAME, "secret_file": str(lab.secret_file)},
+            }
+        },
+        "resolvers": [lab.resolver],
+        "state_dir": str(tmp_path / "state"),
+        "services": {
+            "mx1": {"host": host, "provider": "lab", "records": ["3 1 1", "2 0 1"], "ttl": 5}
+        },
+    }
+    path = tmp_path / "rollover.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_publish_and_withdraw_commands(lab: Lab, lab_config: Path, tmp_path: Path) -> None:
+    from tests.certs import make_pki, pem
+
+    pki = make_pki("p256", tag="publish")
+    cert = tmp_path / "full.pem"
+    cert.write_bytes(pem(pki.leaf, pki.intermediate))
+    host = yaml.safe_load(lab_config.read_text())["services"]["mx1"]["host"]
+    name = f"_25._tcp.{host}."
+    args = ["--config", str(lab_config)]
+    dry = run_rollover("publish", "mx1", "--cert", str(cert), "--dry-run", *args)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count("\n+ ") + dry.stdout.startswith("+ ") == 2
+    assert not provider(lab).read(name).exists  # a dry run sends nothing
+    first = run_rollover("publish", "mx1", "--cert", str(cert), *args)
+    assert first.returncode == 0, first.stderr
+    records = provider(lab).read(name).records
+    assert len(records) == 2
+    again = run_rollover("publish", "mx1", "--cert", str(cert), *args)
+    assert again.returncode == 0
+    assert "nothing to change" in again.stdout
+    state = json.loads((tmp_path / "state" / "ownership.json").read_text())
+    assert set(state["owners"][name]) == {str(a) for a in records}
+    assert oct((tmp_path / "state" / "ownership.json").stat().st_mode & 0o777) == "0o600"
+    # A foreign record appears; withdrawing ours would leave only it: refused without --force.
+    foreign = assoc()
+    lab.update("example.test.", add=((name, 5, "TLSA", str(foreign)),))
+    shown = run_rollover("dns", "--owner", name, "-a", lab.primary, "-r", lab.resolver)
+    assert str(foreign) in shown.stdout
+    refused = run_rollover("withdraw", "mx1", "--cert", str(cert), *args)
+    assert refused.returncode == 8
+    assert "--force" in refused.stderr
+    assert provider(lab).read(name).records == records | {foreign}
+    plan = run_rollover("publish", "mx1", "--cert", str(cert), "--dry-run", *args)
+    assert "foreign" in plan.stdout
+    # Withdrawing the foreign record by name is allowed, and touches nothing else.
+    by_data = run_rollover("withdraw", "mx1", "--data", foreign.hex, *args)
+    assert by_data.returncode == 0, by_data.stderr
+    assert provider(lab).read(name).records == records
+    forced = run_rollover("withdraw", "mx1", "--cert", str(cert), "--force", *args)
+    assert forced.returncode == 0, forced.stderr
+    assert not provider(lab).read(name).exists
+    state = json.loads((tmp_path / "state" / "ownership.json").read_text())
+    assert name not in state["owners"]
+
+
+def test_publish_conflict_exit_code(lab: Lab, lab_config: Path, tmp_path: Path) -> None:
+    """A provider error and a bad secret surface as one line with their exit codes."""
+    doc = yaml.safe_load(lab_config.read_text())
+    bad_secret = tmp_path / "bad.secret"
+    bad_secret.write_text(base64.b64encode(b"x" * 32).decode())
+    bad_secret.chmod(0o600)
+    doc["providers"]["lab"]["tsig"]["secret_file"] = str(bad_secret)
+    lab_config.write_text(yaml.safe_dump(doc))
+    from tests.certs import make_pki, pem
+
+    cert = tmp_path / "c.pem"
+    cert.write_bytes(pem(make_pki("p256", tag="conflict").leaf))
+    result = run_rollover("publish", "mx1", "--cert", str(cert), "--config", str(lab_config))
+    assert result.returncode == 5
+    assert "BADSIG" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert base64.b64encode(b"x" * 32).decode() not in result.stderr + result.stdout

@@ -1,0 +1,175 @@
+"""Configuration validation: every error names its key path; unknown keys are errors."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+import providers
+from rollover.config import load_config, parse_config
+from rollover.errors import ConfigError
+from tests.conftest import run_rollover
+
+SECRET = base64.b64encode(b"k" * 32).decode()
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    path = tmp_path / "lab.secret"
+    path.write_text(SECRET + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def base(secret: Path) -> dict:  # type: ignore[type-arg]
+    return {
+        "providers": {
+            "lab": {
+                "type": "rfc2136",
+                "server": "127.0.0.1",
+                "port": 5300,
+                "zone": "example.test",
+                "tsig": {"name": "lab-key", "algorithm": "hmac-sha256", "secret_file": str(secret)},
+            },
+            "zonefile": {
+                "type": "zonefile",
+                "path": "/var/lib/bind/example.test.db",
+                "zone": "example.test",
+                "reload": "rndc reload example.test",
+            },
+        },
+        "resolvers": ["127.0.0.1:5301"],
+        "safety_factor": 2,
+        "state_dir": "/var/lib/rollover",
+        "services": {
+            "mx1": {
+                "host": "mx1.example.test",
+                "port": 25,
+                "provider": "lab",
+                "records": ["3 1 1", "dane-ta cert sha2-256"],
+                "ttl": 300,
+                "authoritative": ["127.0.0.1:5300"],
+                "deploy": {
+                    "chain": "/srv/tls/mx1-fullchain.pem",
+                    "key": "/srv/tls/mx1.key",
+                    "reload": ["systemctl", "reload", "postfix"],
+                },
+                "probe": {"connect": ["127.0.0.1:8025"], "starttls": "smtp"},
+            },
+        },
+    }
+
+
+def test_the_documented_shape_loads(secret: Path) -> None:
+    config = parse_config(base(secret), "c.yaml", providers.settings_parser)
+    service = config.service("mx1")
+    assert service.owner == "_25._tcp.mx1.example.test."
+    assert [str(p) for p in service.records] == ["3 1 1", "2 0 1"]
+    assert config.providers["lab"].settings.tsig.secret == b"k" * 32
+    assert config.providers["zonefile"].settings.reload == "rndc reload example.test"
+    assert service.deploy is not None
+    assert service.deploy.reload == ["systemctl", "reload", "postfix"]
+    assert config.warnings == ()
+
+
+def mutate(doc: dict, path: str, value: object) -> dict:  # type: ignore[type-arg]
+    keys = path.split(".")
+    node = doc
+    for key in keys[:-1]:
+        node = node[key]
+    if value is _DELETE:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return doc
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("services.mx1.port", "twenty-five", "services.mx1.port: expected an integer"),
+        ("services.mx1.port", 70000, "services.mx1.port: 70000 is out of range"),
+        ("services.mx1.host", _DELETE, "services.mx1.host: is required"),
+        ("services.mx1.host", "bad..host", "services.mx1.host"),
+        ("services.mx1.provider", "nope", "services.mx1.provider: no provider named 'nope'"),
+        ("services.mx1.records", ["9 9 9"], "services.mx1.records[0]"),
+        ("services.mx1.colour", "blue", "services.mx1.colour: unknown key"),
+        ("services.mx1.deploy.key", _DELETE, "services.mx1.deploy.key: is required"),
+        ("services.mx1.probe.starttls", "ftp", "services.mx1.probe.starttls"),
+        ("services.mx1.authoritative", ["ns1.example"], "services.mx1.authoritative[0]"),
+        ("providers.lab.type", "carrier-pigeon", "providers.lab.type: unknown provider type"),
+        ("providers.lab.server", _DELETE, "providers.lab.server: is required"),
+        ("providers.lab.tsig.algorithm", "hmac-md5", "providers.lab.tsig.algorithm"),
+        ("providers.lab.tsig.secret_file", "/nonexistent/secret", "no such file"),
+        ("providers.lab.tsig.extra", 1, "providers.lab.tsig.extra: unknown key"),
+        ("providers.zonefile.path", _DELETE, "providers.zonefile.path: is required"),
+        ("resolvers", "127.0.0.1", "resolvers: expected a list"),
+        ("safety_factor", 0.5, "safety_factor: 0.5 is below 1"),
+        ("surprise", True, "surprise: unknown key"),
+    ],
+)
+def test_errors_name_the_key_path(secret: Path, path: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(mutate(base(secret), path, value), "c.yaml", providers.settings_parser)
+    assert message in str(info.value)
+    assert str(info.value).startswith("c.yaml: ")
+    assert SECRET not in str(info.value)
+
+
+def test_bad_secret_content(tmp_path: Path, secret: Path) -> None:
+    secret.write_text("not base64 at all!!\n")
+    with pytest.raises(ConfigError, match="not valid base64"):
+        parse_config(base(secret), "c.yaml", providers.settings_parser)
+
+
+def test_bind_key_file(tmp_path: Path, secret: Path) -> None:
+    key_file = tmp_path / "tsig.key"
+    key_file.write_text(f'key "lab-key" {{\n\talgorithm hmac-sha512;\n\tsecret "{SECRET}";\n}};\n')
+    key_file.chmod(0o600)
+    doc = base(secret)
+    doc["providers"]["lab"]["tsig"] = {"key_file": str(key_file)}
+    config = parse_config(doc, "c.yaml", providers.settings_parser)
+    assert config.providers["lab"].settings.tsig.algorithm == "hmac-sha512"
+    assert config.providers["lab"].settings.tsig.name == "lab-key"
+
+
+def test_world_readable_secret_warns(secret: Path) -> None:
+    secret.chmod(0o644)
+    config = parse_config(base(secret), "c.yaml", providers.settings_parser)
+    assert any("readable by group or others" in w for w in config.warnings)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("services:\n  mx1: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: line \d+"):
+        load_config(str(path), providers.settings_parser)
+
+
+def test_config_check_cli(tmp_path: Path, secret: Path) -> None:
+    path = tmp_path / "rollover.yaml"
+    path.write_text(yaml.safe_dump(base(secret)))
+    ok = run_rollover("config", "check", "--config", str(path))
+    assert ok.returncode == 0, ok.stderr
+    assert "mx1" in ok.stdout
+    assert SECRET not in ok.stdout + ok.stderr
+    via_env = run_rollover("config", "check", env={"ROLLOVER_CONFIG": str(path)})
+    assert via_env.returncode == 0
+    secret.chmod(0o640)
+    warned = run_rollover("config", "check", "--config", str(path))
+    assert warned.returncode == 0
+    assert "chmod 600" in warned.stderr
+    path.write_text(yaml.safe_dump(mutate(base(secret), "services.mx1.port", "x")))
+    bad = run_rollover("config", "check", "--config", str(path))
+    assert bad.returncode == 4
+    assert "services.mx1.port" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    missing = run_rollover("config", "check", "--config", str(tmp_path / "none.yaml"))
+    assert missing.returncode == 4
+    assert "no such configuration file" in missing.stderr
