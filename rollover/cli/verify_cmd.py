@@ -1,0 +1,136 @@
+"""``rollover verify``: a DANE check as strict as Postfix, for people, cron and Nagios."""
+
+import sys
+from typing import Annotated
+
+import typer
+
+from rollover.cli import common
+
+HELP = """Check what DANE senders will see: the TLSA RRset's DNSSEC state, the chains the
+server presents (every address, every key algorithm it offers), and which record matches.
+
+\b
+Examples:
+  rollover verify --host mx1.example.com
+  rollover verify --domain example.com --warn 21 --json
+  rollover verify --service mx1 --config /etc/rollover/rollover.yaml
+  rollover verify --host mx1.example.com --connect 192.0.2.25:25
+
+Exit (Nagios): 0 OK; 1 WARNING (insecure zone, expiry within --warn days); 2 CRITICAL (no usable
+record matches, bogus, STARTTLS missing, expired under usage 2); 3 UNKNOWN (lookup or connection
+failed). With several hosts the most severe wins: CRITICAL > UNKNOWN > WARNING > OK.
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify", help=HELP)(verify_command)
+
+
+def verify_command(
+    host: Annotated[str | None, typer.Option("--host", "-H", help="Host to check.")] = None,
+    domain: Annotated[
+        str | None, typer.Option("--domain", "-d", help="Check every MX host of a domain.")
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", "-s", help="A configured service.")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default 25).")] = None,
+    connect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--connect", help="ADDR[:PORT] to probe instead of every A/AAAA (repeatable)."
+        ),
+    ] = None,
+    starttls: Annotated[
+        str | None,
+        typer.Option("--starttls", help="smtp, imap, pop3, xmpp or none (default by port)."),
+    ] = None,
+    resolver: Annotated[
+        list[str] | None, typer.Option("--resolver", "-r", help="Validating resolver.")
+    ] = None,
+    authoritative: Annotated[
+        list[str] | None, typer.Option("--authoritative", "-a", help="Authoritative server.")
+    ] = None,
+    ns_port: Annotated[int, typer.Option("--ns-port", help="Port for NS addresses.")] = 53,
+    warn: Annotated[
+        int, typer.Option("--warn", min=0, help="WARNING when the leaf expires within DAYS.")
+    ] = 14,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.5, help="Seconds per address probe.")
+    ] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    config: common.ConfigOption = None,
+) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from rollover.errors import InputError, ObserverError
+    from rollover.observer import DnsObserver, system_resolvers
+    from rollover.probe import TlsProbe, default_starttls
+    from rollover.verifier import Verifier, mx_targets
+    from rollover.verify import AddressReport, report_json, report_text
+
+    if sum(x is not None for x in (host, domain, service)) != 1:
+        raise InputError("give exactly one of --host, --domain and --service")
+    resolvers = list(resolver or [])
+    auth = list(authoritative or [])
+    connects = list(connect or [])
+    if service is not None:
+        cfg = common.load_config(config)
+        svc = cfg.service(service)
+        host = svc.host
+        port = port or svc.port
+        starttls = starttls or svc.probe.starttls
+        connects = connects or list(svc.probe.connect)
+        resolvers = resolvers or list(svc.resolvers or cfg.resolvers)
+        auth = auth or list(svc.authoritative)
+        timeout = svc.probe.timeout if timeout == 10.0 else timeout
+    port = port or 25
+    resolvers = resolvers or system_resolvers()
+    verifier = Verifier(
+        DnsObserver(
+            resolvers=resolvers, authoritative=auth, ns_port=ns_port, timeout=min(timeout, 3.0)
+        ),
+        TlsProbe(timeout=timeout),
+        resolvers,
+        timeout=min(timeout, 3.0),
+    )
+    now = datetime.now(UTC)
+    proto = starttls or default_starttls(port)
+    reports: list[AddressReport] = []
+    notes: list[str] = []
+    if domain is not None:
+        try:
+            targets, mx_code, notes = mx_targets(domain, resolvers, min(timeout, 3.0))
+        except ObserverError as exc:
+            targets, mx_code, notes = [], 3, [str(exc)]
+        if mx_code:
+            reports.append(AddressReport(domain, "MX", mx_code, None, tuple(notes)))
+        for target in targets:
+            reports += verifier.verify_host(
+                target.host,
+                port=port,
+                starttls=proto,
+                connect=connects,
+                reference_names=[target.host, domain],
+                now=now,
+                warn_days=warn,
+            )
+    else:
+        assert host is not None
+        reports = verifier.verify_host(
+            host,
+            port=port,
+            starttls=proto,
+            connect=connects,
+            reference_names=[host],
+            now=now,
+            warn_days=warn,
+        )
+    document = report_json(reports, notes)
+    if as_json:
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        sys.stdout.write(report_text(reports, notes))
+    raise typer.Exit(document["exit"])

@@ -1,0 +1,162 @@
+"""The network side of `rollover verify`: MX walk, address look-ups, probes, TLSA observation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+from rollover.addresses import parse_server
+from rollover.association import owner_name
+from rollover.errors import ObserverError
+from rollover.observer import DnsObserver
+from rollover.probe import ProbeResult, TlsProbe
+from rollover.verify import AddressReport, evaluate, tlsa_view
+
+
+@dataclass(frozen=True)
+class MxTarget:
+    host: str
+    preference: int
+
+
+def _ask(resolver: str, name: str, rdtype: str, timeout: float) -> dns.message.Message:
+    address, port = parse_server(resolver)
+    query = dns.message.make_query(name, rdtype, want_dnssec=True)
+    query.flags |= dns.flags.AD
+    try:
+        return dns.query.udp_with_fallback(query, address, port=port, timeout=timeout)[0]
+    except (dns.exception.DNSException, OSError) as exc:
+        raise ObserverError(f"resolver {resolver}: {name} {rdtype}: {exc or 'timed out'}") from None
+
+
+def mx_targets(
+    domain: str, resolvers: Sequence[str], timeout: float
+) -> tuple[list[MxTarget], int, list[str]]:
+    """MX hosts in preference order, the code the MX RRset's security earns, and notes.
+
+    RFC 7672 section 2.2.1: DANE for SMTP rests on a secure MX RRset; an insecure one is a
+    warning (senders may still use DANE for the hosts), a bogus one is critical.
+    """
+    if not resolvers:
+        raise ObserverError("no resolver to look up the MX RRset with")
+    name = dns.name.from_text(domain)
+    response = _ask(resolvers[0], name.to_text(), "MX", timeout)
+    rcode = response.rcode()
+    if rcode == dns.rcode.SERVFAIL:
+        return [], 2, [f"MX RRset of {domain} is bogus (SERVFAIL)"]
+    notes: list[str] = []
+    code = 0
+    if not response.flags & dns.flags.AD:
+        code = 1
+        notes.append(
+            f"MX RRset of {domain} is not DNSSEC-secure: DANE does not protect the "
+            "choice of MX hosts"
+        )
+    records = [
+        r
+        for rrset in response.answer
+        if rrset.rdtype == dns.rdatatype.MX and rrset.name == name
+        for r in rrset
+    ]
+    if not records:
+        notes.append(f"{domain} has no MX RRset: its own address is the implicit MX (RFC 5321)")
+        return [MxTarget(name.to_text(), 0)], code, notes
+    targets = []
+    for record in sorted(records, key=lambda r: (r.preference, r.exchange.to_text())):
+        if record.exchange == dns.name.root:
+            notes.append(f"{domain} has a null MX: it accepts no mail (RFC 7505)")
+            continue
+        targets.append(MxTarget(record.exchange.to_text(), int(record.preference)))
+    return targets, code, notes
+
+
+def host_addresses(host: str, resolvers: Sequence[str], timeout: float) -> list[str]:
+    """Every A and AAAA address of ``host`` (through the resolver when one is given)."""
+    if not resolvers:
+        import socket
+
+        try:
+            infos = socket.getaddrinfo(host.rstrip("."), None, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise ObserverError(f"{host}: address look-up failed: {exc.strerror}") from None
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+    addresses: list[str] = []
+    for rdtype in ("A", "AAAA"):
+        response = _ask(resolvers[0], host, rdtype, timeout)
+        if response.rcode() == dns.rcode.SERVFAIL:
+            raise ObserverError(f"{host} {rdtype}: SERVFAIL (bogus?)")
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.from_text(rdtype):
+                addresses.extend(str(r.address) for r in rrset)
+    if not addresses:
+        raise ObserverError(f"{host}: no A or AAAA records")
+    return list(dict.fromkeys(addresses))
+
+
+@dataclass
+class Verifier:
+    observer: DnsObserver
+    probe: TlsProbe
+    resolvers: Sequence[str]
+    timeout: float = 5.0
+
+    def verify_host(
+        self,
+        host: str,
+        *,
+        port: int,
+        starttls: str,
+        connect: Sequence[str],
+        reference_names: Sequence[str],
+        now: datetime,
+        warn_days: int,
+    ) -> list[AddressReport]:
+        owner = owner_name(host, port)
+        observation = self.observer.observe(owner)
+        state, records, lookup_error = tlsa_view(observation)
+        if connect:
+            endpoints = [parse_server(c, port) for c in connect]
+        else:
+            try:
+                endpoints = [(a, port) for a in host_addresses(host, self.resolvers, self.timeout)]
+            except ObserverError as exc:
+                failed = ProbeResult(host, error=str(exc))
+                return [
+                    evaluate(
+                        host,
+                        state,
+                        records,
+                        lookup_error,
+                        failed,
+                        port=port,
+                        reference_names=reference_names,
+                        now=now,
+                        warn_days=warn_days,
+                    )
+                ]
+        reports = []
+        for address, address_port in endpoints:
+            result = self.probe.probe(address, address_port, host, starttls)
+            reports.append(
+                evaluate(
+                    host.rstrip(".") + ".",
+                    state,
+                    records,
+                    lookup_error,
+                    result,
+                    port=port,
+                    reference_names=reference_names,
+                    now=now,
+                    warn_days=warn_days,
+                )
+            )
+        return reports
