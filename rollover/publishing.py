@@ -10,11 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from cryptography import x509
+
 from providers.base import Provider, Receipt
 from rollover.association import Association
 from rollover.config import ServiceConfig
 from rollover.derive import DeriveOptions, derive
-from rollover.errors import ConflictError, InputError
+from rollover.errors import ConflictError, InputError, PreconditionError
+from rollover.matching import match_chain
 from rollover.plan import Change, describe, plan_publish, plan_withdraw
 from rollover.sources import Material
 from state.ownership import OwnershipStore
@@ -73,6 +76,38 @@ def publish(
     return Outcome(change, receipt)
 
 
+@dataclass(frozen=True)
+class LiveChains:
+    """What the probe saw: the distinct chains presented, or why it could not tell."""
+
+    chains: tuple[tuple[x509.Certificate, ...], ...] = ()
+    error: str | None = None
+
+
+def check_live(change: Change, live: LiveChains, *, port: int, host: str, now: datetime) -> None:
+    """Never remove the last association that matches a chain the server presents.
+
+    When the probe could not tell, the change is refused too: not knowing is not permission.
+    """
+    if not change.removed:
+        return
+    if live.error is not None:
+        raise PreconditionError(
+            f"{change.owner}: cannot tell which key the server presents "
+            f"({live.error}); refusing to withdraw (use --force)"
+        )
+    for chain in live.chains:
+        before = match_chain(
+            change.before.records, chain, port=port, reference_names=[host], now=now
+        )
+        after = match_chain(change.after.records, chain, port=port, reference_names=[host], now=now)
+        if before.ok and not after.ok:
+            raise PreconditionError(
+                f"{change.owner}: the server presents {chain[0].subject.rfc4514_string()} and "
+                "no remaining record would match it; refusing to withdraw (use --force)"
+            )
+
+
 def withdraw(
     service: ServiceConfig,
     provider: Provider,
@@ -80,17 +115,24 @@ def withdraw(
     associations: frozenset[Association],
     *,
     out: Output,
+    now: datetime,
+    live: Callable[[], LiveChains] | None,
     force: bool = False,
     dry_run: bool = False,
     wait_timeout: float = 120.0,
 ) -> Outcome:
+    """``live`` probes the server; ``force`` skips both guards."""
     owner = service.owner
     current = provider.read(owner)
     owned = store.owned(owner)
     change = plan_withdraw(current, associations, owned, force=force)
     for line in describe(change, owned):
         out(line)
-    if dry_run or change.is_noop:
+    if change.is_noop:
+        return Outcome(change, None)
+    if not force and live is not None:
+        check_live(change, live(), port=service.port, host=service.host, now=now)
+    if dry_run:
         return Outcome(change, None)
     receipt = provider.apply(change)
     store.release(owner, change.removed)

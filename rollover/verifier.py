@@ -19,6 +19,7 @@ from rollover.association import owner_name
 from rollover.errors import ObserverError
 from rollover.observer import DnsObserver
 from rollover.probe import ProbeResult, TlsProbe
+from rollover.publishing import LiveChains
 from rollover.verify import AddressReport, evaluate, tlsa_view
 
 
@@ -160,3 +161,38 @@ class Verifier:
                 )
             )
         return reports
+
+
+def live_chains(
+    host: str,
+    port: int,
+    *,
+    connect: Sequence[str],
+    starttls: str | None,
+    resolvers: Sequence[str],
+    timeout: float,
+) -> LiveChains:
+    """Every distinct chain the server presents on every address (for the withdraw guard)."""
+    from cryptography import x509
+
+    from rollover.probe import default_starttls
+
+    try:
+        endpoints = (
+            [parse_server(c, port) for c in connect]
+            if connect
+            else [(a, port) for a in host_addresses(host, resolvers, min(timeout, 3.0))]
+        )
+    except ObserverError as exc:
+        return LiveChains(error=str(exc))
+    probe = TlsProbe(timeout=timeout)
+    chains: list[tuple[x509.Certificate, ...]] = []
+    for address, address_port in endpoints:
+        result = probe.probe(address, address_port, host, starttls or default_starttls(port))
+        if result.error is not None:
+            return LiveChains(error=f"{result.address}: {result.error}")
+        for presented in result.distinct_chains:
+            chain = tuple(x509.load_der_x509_certificate(d) for d in presented.certificates)
+            if chain and chain not in chains:
+                chains.append(chain)
+    return LiveChains(tuple(chains))

@@ -449,6 +449,7 @@ class Lab:
             "  access-control: 127.0.0.0/8 allow",
             '  module-config: "validator iterator"',
             "  qname-minimisation: no",
+            "  aggressive-nsec: no",
             "  prefetch: no",
             "  serve-expired: no",
             "  ede: yes",

@@ -27,7 +27,9 @@ Examples:
 WITHDRAW_HELP = """Remove the named associations from the service's TLSA RRset: those of a
 certificate or key (--cert/--key), or those with the given association data (--data HEX).
 Nothing else is touched. Refuses, unless --force, to leave the owner name without any association
-published by rollover.
+published by rollover, and to remove the last association that matches a chain the live server
+presents (the service's probe settings say where to connect); when the server cannot be probed it
+refuses too.
 
 \b
 Examples:
@@ -127,8 +129,10 @@ def withdraw_command(
     passphrase_env: common.PassphraseEnvOption = common.DEFAULT_PASSPHRASE_ENV,
     wait_timeout: WaitTimeout = 120.0,
 ) -> None:
+    from datetime import UTC, datetime
+
     from rollover.errors import InputError
-    from rollover.publishing import associations_by_data, withdraw
+    from rollover.publishing import LiveChains, associations_by_data, withdraw
     from state.ownership import OwnershipStore
 
     cfg = common.load_config(config)
@@ -144,12 +148,27 @@ def withdraw_command(
     else:
         associations = _source_associations(service, cert, key, passphrase_file, passphrase_env)
     store = OwnershipStore(common.state_dir(cfg, state_dir))
+
+    def live() -> LiveChains:
+        from rollover.verifier import live_chains
+
+        return live_chains(
+            service.host,
+            service.port,
+            connect=service.probe.connect,
+            starttls=service.probe.starttls,
+            resolvers=list(service.resolvers or cfg.resolvers),
+            timeout=service.probe.timeout,
+        )
+
     withdraw(
         service,
         provider,
         store,
         associations,
         out=_out,
+        now=datetime.now(UTC),
+        live=live,
         force=force,
         dry_run=dry_run,
         wait_timeout=wait_timeout,

@@ -4,11 +4,14 @@
 # start-up (measured: ~3 ms of `rollover record`).
 import sys
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rollover.cli import common
+
+if TYPE_CHECKING:
+    from rollover.sources import Material
 from rollover.errors import InputError
 
 HELP = """Print TLSA records derived from each SOURCE.
@@ -28,6 +31,7 @@ Examples:
   rollover record privkey.pem --format json
   rollover record *.pem --host mx1.example.com --format nsupdate > tlsa.nsupdate
   openssl x509 -in cert.pem | rollover record -
+  rollover record --connect mx1.example.com:25 --host mx1.example.com
 
 Exit: 0 records printed; 1 warnings under --strict; 3 a source or option was bad (the other
 sources are still printed).
@@ -39,7 +43,9 @@ def register(app: typer.Typer) -> None:
 
 
 def record(
-    sources: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Files; - is stdin.")],
+    sources: Annotated[
+        list[str] | None, typer.Argument(metavar="SOURCE...", help="Files; - is stdin.")
+    ] = None,
     params: Annotated[
         list[str] | None,
         typer.Option(
@@ -70,6 +76,20 @@ def record(
     passphrase_file: common.PassphraseFileOption = None,
     passphrase_env: common.PassphraseEnvOption = common.DEFAULT_PASSPHRASE_ENV,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on any warning.")] = False,
+    connect: Annotated[
+        str | None,
+        typer.Option(
+            "--connect",
+            help="Derive from the chain a live server presents: "
+            "HOST[:PORT] (port defaults to --port).",
+        ),
+    ] = None,
+    starttls: Annotated[
+        str | None,
+        typer.Option(
+            "--starttls", help="With --connect: smtp, imap, pop3, xmpp or none (default by port)."
+        ),
+    ] = None,
 ) -> None:
     from rollover.association import owner_name
     from rollover.derive import DeriveOptions, derive, port_warnings
@@ -89,12 +109,26 @@ def record(
         ta_subject=ta_subject,
     )
     passphrase = common.passphrase(passphrase_file, passphrase_env)
+    sources = list(sources or [])
+    if not sources and connect is None:
+        raise InputError("give a SOURCE file or --connect HOST[:PORT]")
     if sources.count("-") > 1:
         raise InputError("standard input (-) can be read only once")
     now = datetime.now(UTC)
     warnings = port_warnings(wanted, port)
     errors: list[str] = []
     records = []
+    materials = []
+    if connect is not None:
+        try:
+            materials = _live_materials(connect, port, starttls, host)
+        except InputError as exc:
+            errors.append(str(exc))
+    for material in materials:
+        result = derive(material, options, now)
+        records.extend(result.records)
+        warnings.extend(result.warnings)
+        errors.extend(result.errors)
     for source in sources:
         try:
             material = parse_material(source, read_source(source), passphrase)
@@ -116,3 +150,41 @@ def record(
         raise typer.Exit(InputError.exit_code)
     if strict and warnings:
         raise typer.Exit(1)
+
+
+def _live_materials(
+    connect: str, port: int, starttls: str | None, host: str | None
+) -> list["Material"]:
+    """Each distinct chain the server presents (every key algorithm it offers)."""
+    import socket
+
+    from cryptography import x509
+
+    from rollover.probe import TlsProbe, default_starttls
+    from rollover.sources import Material
+
+    name, _, port_text = connect.rpartition(":") if connect.count(":") == 1 else (connect, "", "")
+    if not name:
+        name, port_text = connect, ""
+    if port_text and not port_text.isdigit():
+        raise InputError(f"--connect {connect!r}: bad port")
+    target_port = int(port_text) if port_text else port
+    try:
+        address = socket.getaddrinfo(name.strip("[]"), target_port, type=socket.SOCK_STREAM)[0][4][
+            0
+        ]
+    except socket.gaierror as exc:
+        raise InputError(f"--connect {connect}: cannot resolve: {exc.strerror}") from None
+    result = TlsProbe().probe(
+        str(address),
+        target_port,
+        host or name.strip("[]"),
+        starttls or default_starttls(target_port),
+    )
+    if result.error is not None:
+        raise InputError(f"{result.address}: {result.error}")
+    materials = []
+    for presented in result.distinct_chains:
+        chain = tuple(x509.load_der_x509_certificate(d) for d in presented.certificates)
+        materials.append(Material(f"{result.address} ({presented.asked})", chain))
+    return materials

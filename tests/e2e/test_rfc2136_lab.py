@@ -15,8 +15,10 @@ from providers.tsig import TsigKey
 from rollover.association import parse_association
 from rollover.errors import ConflictError, ProviderError
 from rollover.plan import Change, TlsaRRset, plan_publish
+from tests.certs import key_pem, make_pki, pem
 from tests.conftest import run_rollover
 from tests.lab import TSIG_NAME, Lab
+from tests.smtpserver import SmtpServer
 
 
 def assoc(params: str = "3 1 1"):  # type: ignore[no-untyped-def]
@@ -172,12 +174,32 @@ def lab_config(lab: Lab, tmp_path: Path) -> Path:
     return path
 
 
-def test_publish_and_withdraw_commands(lab: Lab, lab_config: Path, tmp_path: Path) -> None:
-    from tests.certs import make_pki, pem
+def with_probe(lab_config: Path, endpoint: str) -> None:
+    doc = yaml.safe_load(lab_config.read_text())
+    doc["services"]["mx1"]["probe"] = {"connect": [endpoint], "starttls": "smtp", "timeout": 3}
+    lab_config.write_text(yaml.safe_dump(doc))
 
+
+def serve_cert(tmp_path: Path, name: str, pki) -> SmtpServer:  # type: ignore[no-untyped-def]
+    chain, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    chain.write_bytes(pem(pki.leaf, pki.intermediate))
+    key.write_bytes(key_pem(pki.leaf_key))
+    return SmtpServer([(chain, key)]).start()
+
+
+def test_publish_and_withdraw_commands(lab: Lab, lab_config: Path, tmp_path: Path) -> None:
     pki = make_pki("p256", tag="publish")
     cert = tmp_path / "full.pem"
     cert.write_bytes(pem(pki.leaf, pki.intermediate))
+    server = serve_cert(tmp_path, "live", pki)
+    with_probe(lab_config, server.endpoint)
+    try:
+        _publish_and_withdraw(lab, lab_config, tmp_path, cert)
+    finally:
+        server.stop()
+
+
+def _publish_and_withdraw(lab: Lab, lab_config: Path, tmp_path: Path, cert: Path) -> None:
     host = yaml.safe_load(lab_config.read_text())["services"]["mx1"]["host"]
     name = f"_25._tcp.{host}."
     args = ["--config", str(lab_config)]
@@ -225,8 +247,6 @@ def test_publish_conflict_exit_code(lab: Lab, lab_config: Path, tmp_path: Path) 
     bad_secret.chmod(0o600)
     doc["providers"]["lab"]["tsig"]["secret_file"] = str(bad_secret)
     lab_config.write_text(yaml.safe_dump(doc))
-    from tests.certs import make_pki, pem
-
     cert = tmp_path / "c.pem"
     cert.write_bytes(pem(make_pki("p256", tag="conflict").leaf))
     result = run_rollover("publish", "mx1", "--cert", str(cert), "--config", str(lab_config))
@@ -234,3 +254,35 @@ def test_publish_conflict_exit_code(lab: Lab, lab_config: Path, tmp_path: Path) 
     assert "BADSIG" in result.stderr
     assert "Traceback" not in result.stderr
     assert base64.b64encode(b"x" * 32).decode() not in result.stderr + result.stdout
+
+
+def test_withdraw_never_removes_the_last_live_association(
+    lab: Lab, lab_config: Path, tmp_path: Path
+) -> None:
+    live_pki, spare_pki = make_pki("p256", tag="live-guard"), make_pki("p256", tag="spare-guard")
+    live_cert, spare_cert = tmp_path / "live.pem", tmp_path / "spare.pem"
+    live_cert.write_bytes(pem(live_pki.leaf, live_pki.intermediate))
+    spare_cert.write_bytes(pem(spare_pki.leaf, spare_pki.intermediate))
+    server = serve_cert(tmp_path, "served", live_pki)
+    with_probe(lab_config, server.endpoint)
+    args = ["--config", str(lab_config)]
+    host = yaml.safe_load(lab_config.read_text())["services"]["mx1"]["host"]
+    name = f"_25._tcp.{host}."
+    try:
+        for cert in (live_cert, spare_cert):
+            assert run_rollover("publish", "mx1", "--cert", str(cert), *args).returncode == 0
+        before = provider(lab).read(name).records
+        refused = run_rollover("withdraw", "mx1", "--cert", str(live_cert), *args)
+        assert refused.returncode == 8, refused.stderr
+        assert "the server presents" in refused.stderr
+        assert provider(lab).read(name).records == before
+        spare = run_rollover("withdraw", "mx1", "--cert", str(spare_cert), *args)
+        assert spare.returncode == 0, spare.stderr
+        assert len(provider(lab).read(name).records) == 2  # the live 3 1 1 and 2 0 1 stay
+    finally:
+        server.stop()
+    # The server is gone: the guard cannot tell, so it refuses.
+    assert run_rollover("publish", "mx1", "--cert", str(spare_cert), *args).returncode == 0
+    blind = run_rollover("withdraw", "mx1", "--cert", str(spare_cert), *args)
+    assert blind.returncode == 8
+    assert "cannot tell" in blind.stderr

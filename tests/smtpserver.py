@@ -1,0 +1,124 @@
+"""A small STARTTLS SMTP server on loopback for the tests and the demo.
+
+It serves one or more certificate chains from one TLS context (RSA and ECDSA side by side, as
+Postfix does), can withhold STARTTLS, and can swap its chains at run time, like a reload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class SmtpServer:
+    chains: Sequence[tuple[Path, Path]]  # (fullchain.pem, key.pem) pairs
+    offer_starttls: bool = True
+    hostname: str = "mx1.example.test"
+    address: str = "127.0.0.1"
+    port: int = 0
+    handshakes: int = 0
+    _context: ssl.SSLContext | None = None
+    _sock: socket.socket | None = None
+    _thread: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.load(self.chains)
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    def load(self, chains: Sequence[tuple[Path, Path]]) -> None:
+        """(Re)load the chains, as a reload of a real server would."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        for chain, key in chains:
+            context.load_cert_chain(str(chain), str(key))
+        with self._lock:
+            self._context = context
+            self.chains = chains
+
+    def start(self) -> SmtpServer:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((self.address, self.port))
+        self.port = self._sock.getsockname()[1]
+        self._sock.listen(64)
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._sock is not None:
+            self._sock.close()
+
+    def _serve(self) -> None:
+        assert self._sock is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        closers: list[object] = [conn]
+        try:
+            self._converse(conn, closers)
+        except (OSError, ssl.SSLError, ValueError):
+            return
+        finally:
+            for item in reversed(closers):
+                with contextlib.suppress(OSError):
+                    item.close()  # type: ignore[attr-defined]
+
+    def _converse(self, conn: socket.socket, closers: list[object]) -> None:
+        reader = conn.makefile("rb")
+        closers.append(reader)
+        conn.sendall(f"220 {self.hostname} ESMTP test\r\n".encode())
+        while True:
+            line = reader.readline(1024).decode(errors="replace").strip()
+            if not line:
+                return
+            verb = line.split()[0].upper()
+            if verb in ("EHLO", "HELO"):
+                caps = [self.hostname, "PIPELINING", "8BITMIME"]
+                if self.offer_starttls:
+                    caps.append("STARTTLS")
+                text = "".join(f"250-{c}\r\n" for c in caps[:-1]) + f"250 {caps[-1]}\r\n"
+                conn.sendall(text.encode())
+            elif verb == "STARTTLS" and self.offer_starttls:
+                conn.sendall(b"220 2.0.0 go ahead\r\n")
+                with self._lock:
+                    context = self._context
+                assert context is not None
+                tls = context.wrap_socket(conn, server_side=True)
+                closers.append(tls)
+                self.handshakes += 1
+                tls_reader = tls.makefile("rb")
+                closers.append(tls_reader)
+                while True:
+                    command = tls_reader.readline(1024).decode(errors="replace").strip()
+                    if not command or command.upper().startswith("QUIT"):
+                        tls.sendall(b"221 2.0.0 bye\r\n")
+                        return
+                    tls.sendall(b"250 2.0.0 ok\r\n")
+            elif verb == "QUIT":
+                conn.sendall(b"221 2.0.0 bye\r\n")
+                return
+            else:
+                conn.sendall(b"502 5.5.2 not implemented\r\n")
