@@ -13,6 +13,7 @@ from rollover.cli import config_cmd as _config_cmd
 from rollover.cli import dns_cmd as _dns_cmd
 from rollover.cli import publish_cmd as _publish_cmd
 from rollover.cli import record as _record
+from rollover.cli import rollover_cmd as _rollover_cmd
 from rollover.cli import verify_cmd as _verify_cmd
 from rollover.errors import RolloverError
 
@@ -49,6 +50,7 @@ _record.register(app)
 _dns_cmd.register(app)
 _publish_cmd.register(app)
 _verify_cmd.register(app)
+_rollover_cmd.register(app)
 _config_cmd.register(app)
 
 

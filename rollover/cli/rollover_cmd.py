@@ -1,0 +1,320 @@
+"""``rollover start | advance | run | status | abort | rollback | history``."""
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from rollover.cli import common
+
+if TYPE_CHECKING:
+    from rollover.engine import Engine
+    from rollover.phases import Rollover
+
+NEEDS_A_PERSON = 10
+
+ServiceArg = Annotated[str, typer.Argument(metavar="SERVICE", help="Configured service.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Say what it is waiting for.")]
+
+NEXT_STEP = {
+    "publishing": "publish the new associations beside the old ones",
+    "propagating": "every authoritative server and resolver serves the new RRset",
+    "aging": "caches may have dropped the old RRset (safety_factor x TTL)",
+    "deploying": "install the new chain and key, reload the server",
+    "cutting_over": "every address presents the new key",
+    "retiring": "remove the old associations",
+    "verifying": "the final RRset is served everywhere",
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("start")(start)
+    app.command("advance")(advance)
+    app.command("run")(run)
+    app.command("status")(status)
+    app.command("abort")(abort)
+    app.command("rollback")(rollback)
+    app.command("history")(history)
+
+
+def _engine(cfg: Any, name: str, state_dir: str | None, out: Any) -> "Engine":
+    from rollover.clock import SystemClock
+    from rollover.engine import Engine
+    from rollover.observer import DnsObserver
+    from rollover.verifier import live_chains
+    from state.ownership import OwnershipStore
+    from state.store import SqliteStateStore
+
+    service = cfg.service(name)
+    directory = common.state_dir(cfg, state_dir)
+    resolvers = list(service.resolvers or cfg.resolvers)
+    observer = DnsObserver(
+        resolvers=resolvers, authoritative=list(service.authoritative), timeout=2.0
+    )
+
+    def live() -> Any:
+        return live_chains(
+            service.host,
+            service.port,
+            connect=service.probe.connect,
+            starttls=service.probe.starttls,
+            resolvers=resolvers,
+            timeout=service.probe.timeout,
+        )
+
+    return Engine(
+        service,
+        common.make_provider(cfg, service.provider),
+        SqliteStateStore(directory),
+        ownership=OwnershipStore(directory),
+        observer=observer,
+        live=live,
+        clock=SystemClock(),
+        state_dir=directory,
+        safety_factor=cfg.safety_factor,
+        out=out,
+    )
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def start(
+    service: ServiceArg,
+    cert: Annotated[str, typer.Option("--cert", help="The new full chain (leaf first).")],
+    key: Annotated[str, typer.Option("--key", help="The new private key.")],
+    allow_insecure: Annotated[
+        bool,
+        typer.Option("--allow-insecure", help="Roll over even if the zone is not DNSSEC-secure."),
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
+    config: common.ConfigOption = None,
+    state_dir: common.StateDirOption = None,
+    passphrase_file: common.PassphraseFileOption = None,
+    passphrase_env: common.PassphraseEnvOption = common.DEFAULT_PASSPHRASE_ENV,
+) -> None:
+    """Plan a rollover to a staged chain and key, and publish the new associations.
+
+    Refuses when the key does not belong to the chain, when the zone is not DNSSEC-secure (unless
+    --allow-insecure), or when the published records do not match the key the server presents
+    now. Then `rollover advance` (from a timer) or `rollover run` carries it on.
+
+    \b
+    Example:
+      rollover start mx1 --cert /srv/staging/mx1-fullchain.pem --key /srv/staging/mx1.key
+    """
+    from rollover.engine import load_staged
+
+    cfg = common.load_config(config)
+    engine = _engine(cfg, service, state_dir, _say)
+    staged = load_staged(cert, key, common.passphrase(passphrase_file, passphrase_env))
+    if dry_run:
+        plan = engine.plan(staged, allow_insecure=allow_insecure)
+        _say(f"{plan.owner}: plan for {service}")
+        for association in sorted(plan.old):
+            _say(f"  old  {association}")
+        for association in sorted(plan.new):
+            _say(f"  new  {association}")
+        _say(
+            f"  cache horizon before: {plan.horizon_before} s; safety factor {plan.safety_factor:g}"
+        )
+        return
+    rollover = engine.start(staged, allow_insecure=allow_insecure)
+    _say(f"{service}: rollover {rollover.id} started")
+    result = engine.advance()
+    _report(result.rollover, verbose=True)
+
+
+def advance(
+    service: Annotated[str | None, typer.Argument(metavar="[SERVICE]")] = None,
+    all_services: Annotated[
+        bool, typer.Option("--all", help="Every service with a rollover.")
+    ] = False,
+    verbose: Verbose = False,
+    config: common.ConfigOption = None,
+    state_dir: common.StateDirOption = None,
+) -> None:
+    """Take every step whose guard holds now, then say what it waits for (with -v).
+
+    Meant for cron or a systemd timer: quiet unless something happened. Exit 0 when it made
+    progress or waits normally; 10 when a rollover failed and needs a person; the error's own
+    code when a step failed (it is retried at the next advance).
+    """
+    from rollover.errors import InputError, RolloverError
+    from state.store import SqliteStateStore
+
+    cfg = common.load_config(config)
+    if all_services:
+        names = SqliteStateStore(common.state_dir(cfg, state_dir)).services()
+    elif service is not None:
+        names = [service]
+    else:
+        raise InputError("give a SERVICE or --all")
+    worst = 0
+    for name in names:
+        try:
+            result = _engine(cfg, name, state_dir, _say).advance()
+        except RolloverError as exc:
+            if len(names) == 1:
+                raise
+            common.warn(f"{name}: {exc}")
+            worst = max(worst, exc.exit_code)
+            continue
+        if result.rollover.phase == "failed":
+            common.warn(f"{name}: rollover failed: {result.rollover.error}")
+            worst = max(worst, NEEDS_A_PERSON)
+        elif verbose:
+            _report(result.rollover, verbose=True)
+    raise typer.Exit(worst)
+
+
+def run(
+    service: ServiceArg,
+    config: common.ConfigOption = None,
+    state_dir: common.StateDirOption = None,
+) -> None:
+    """Advance in a loop until done or failed, sleeping exactly until the next guard can hold,
+    with a live progress line on a terminal (plain lines otherwise)."""
+    from rollover.clock import SystemClock
+    from rollover.phases import FINAL
+
+    cfg = common.load_config(config)
+    tty = sys.stdout.isatty()
+    last = [""]
+
+    def out(line: str) -> None:
+        if tty:
+            sys.stdout.write("\r\033[K")
+        _say(line)
+
+    engine = _engine(cfg, service, state_dir, out)
+    clock = SystemClock()
+    while True:
+        result = engine.advance()
+        rollover = result.rollover
+        if rollover.phase in FINAL:
+            if tty:
+                sys.stdout.write("\r\033[K")
+            _report(rollover, verbose=True)
+            raise typer.Exit(0 if rollover.phase != "failed" else NEEDS_A_PERSON)
+        now = clock.now()
+        until = rollover.waiting_until
+        delay = 1.0 if until is None else max(0.05, (until - now).total_seconds())
+        delay = min(delay, 30.0)
+        text = f"{service}: {rollover.phase}: {result.message}"
+        if until is not None and delay >= 1:
+            text += f" ({int(delay)} s)"
+        if tty:
+            sys.stdout.write("\r\033[K" + text[:120])
+            sys.stdout.flush()
+        elif text.split(" (")[0] != last[0]:
+            _say(text)
+            last[0] = text.split(" (")[0]
+        clock.sleep(delay)
+
+
+def status(
+    service: Annotated[str | None, typer.Argument(metavar="[SERVICE]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    config: common.ConfigOption = None,
+    state_dir: common.StateDirOption = None,
+) -> None:
+    """Phase, since when, the next step and the earliest time it can happen, the associations
+    old and new, the last error."""
+    import json
+
+    from state.store import SqliteStateStore, rollover_json
+
+    cfg = common.load_config(config)
+    store = SqliteStateStore(common.state_dir(cfg, state_dir))
+    names = [service] if service else sorted(cfg.services)
+    documents: list[dict[str, Any]] = []
+    for name in names:
+        rollover = store.current(name)
+        if rollover is None:
+            documents.append(
+                {
+                    "service": name,
+                    "phase": None,
+                    "waiting_until": None,
+                    "old": [],
+                    "new": [],
+                    "error": None,
+                }
+            )
+            continue
+        document = rollover_json(rollover)
+        document["next_step"] = NEXT_STEP.get(rollover.phase.value)
+        documents.append(document)
+        if not as_json:
+            _report(rollover, verbose=True)
+    if as_json:
+        payload: Any = documents[0] if service else documents
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    elif not any(d["phase"] for d in documents):
+        _say("no rollovers")
+
+
+def abort(
+    service: ServiceArg,
+    config: common.ConfigOption = None,
+    state_dir: common.StateDirOption = None,
+) -> None:
+    """Before the deploy step: withdraw the new associations and end the rollover."""
+    cfg = common.load_config(config)
+    _engine(cfg, service, state_dir, _say).abort()
+
+
+def rollback(
+    service: ServiceArg,
+    config: common.ConfigOption = None,
+    state_dir: common.StateDirOption = None,
+) -> None:
+    """After the deploy step, while the old associations are still published: redeploy the
+    previous chain and key, reload, and withdraw the new associations."""
+    cfg = common.load_config(config)
+    _engine(cfg, service, state_dir, _say).rollback()
+
+
+def history(
+    service: ServiceArg,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    config: common.ConfigOption = None,
+    state_dir: common.StateDirOption = None,
+) -> None:
+    """Every transition, provider change and error, oldest first."""
+    import json
+
+    from state.store import SqliteStateStore
+
+    cfg = common.load_config(config)
+    entries = SqliteStateStore(common.state_dir(cfg, state_dir)).history(service)
+    if as_json:
+        sys.stdout.write(json.dumps(entries, indent=2) + "\n")
+        return
+    for entry in entries:
+        detail = entry["detail"]
+        text = (
+            detail.get("message")
+            or detail.get("error")
+            or ", ".join(f"{k}={v}" for k, v in detail.items())
+        )
+        _say(
+            f"{entry['at'][:19]}  #{entry['rollover']}  {entry['event']:<16} "
+            f"{entry['phase']:<13} {text}"
+        )
+
+
+def _report(rollover: "Rollover", *, verbose: bool) -> None:
+    del verbose
+    line = f"{rollover.service}: {rollover.phase} since {rollover.since:%Y-%m-%d %H:%M:%S}"
+    if rollover.waiting_until is not None:
+        line += (
+            f"; next: {NEXT_STEP.get(rollover.phase.value, '')}, not before "
+            f"{rollover.waiting_until:%H:%M:%S}"
+        )
+    if rollover.error:
+        line += f"; error: {rollover.error}"
+    _say(line)

@@ -1,0 +1,104 @@
+"""Install the new chain and key where the server reads them, then reload it.
+
+Files are written to a temp file in the same directory, fsynced and renamed over the target; the
+key is 0600 whatever the umask, and an existing file's owner and group are kept. The reload
+command runs as an argument list (a string runs through the shell, as configured) with a timeout;
+its output is captured and its failure reported.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from rollover.config import DeployConfig
+from rollover.errors import RolloverError
+
+
+class DeployError(RolloverError):
+    exit_code = 5
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DeployError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def write_file(path: str, data: bytes, *, private: bool) -> None:
+    target = Path(path)
+    try:
+        st: os.stat_result | None = target.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise DeployError(f"{path}: {exc.strerror or exc}") from None
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise DeployError(f"{path}: cannot write in {target.parent}: {exc.strerror}") from None
+    try:
+        mode = 0o600 if private else (st.st_mode & 0o777 if st else 0o644)
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if st is not None and os.geteuid() == 0:
+            os.chown(temp, st.st_uid, st.st_gid)
+        os.replace(temp, target)
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise DeployError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+class FileDeployer:
+    def __init__(self, config: DeployConfig) -> None:
+        self.config = config
+
+    def deployed(self) -> tuple[bytes | None, bytes | None]:
+        return _read(self.config.chain), _read(self.config.key)
+
+    def matches(self, chain: bytes, key: bytes) -> bool:
+        return self.deployed() == (chain, key)
+
+    def install(self, chain: bytes, key: bytes) -> None:
+        # The key first: a server that reads a new chain with the old key fails to start, one
+        # that reads the old chain with the new key fails too, but a reload only follows both.
+        write_file(self.config.key, key, private=True)
+        write_file(self.config.chain, chain, private=False)
+
+    def reload(self) -> None:
+        command = self.config.reload
+        if command is None:
+            return
+        try:
+            result = subprocess.run(
+                command,
+                shell=isinstance(command, str),
+                capture_output=True,
+                text=True,
+                timeout=self.config.reload_timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise DeployError(
+                f"reload command killed after {self.config.reload_timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise DeployError(f"reload command failed to start: {exc.strerror or exc}") from None
+        if result.returncode != 0:
+            output = (result.stderr or result.stdout).strip().splitlines()
+            raise DeployError(
+                f"reload command exited {result.returncode}" + (f": {output[-1]}" if output else "")
+            )

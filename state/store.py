@@ -1,0 +1,244 @@
+"""The state store: rollovers with compare-and-swap versions, leases, and an append-only history.
+
+Embedded default: SQLite (stdlib ``sqlite3``) in WAL mode in the state directory, files 0600.
+The interface (:class:`StateStore`) is small and conditional-write shaped, so a networked backend
+(DynamoDB conditional writes, for one) can implement the same four ideas: create-if-absent,
+update-if-version, lease-if-free-or-expired, append.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from rollover.association import parse_association
+from rollover.errors import ConflictError, RolloverError
+from rollover.phases import FINAL, Phase, Rollover
+from state.files import ensure_dir
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollovers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    service TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    lease_holder TEXT,
+    lease_until REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_active ON rollovers(service) WHERE active = 1;
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    rollover_id INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"""
+
+
+class StateStore(Protocol):
+    def create(self, rollover: Rollover) -> Rollover: ...
+    def current(self, service: str) -> Rollover | None: ...
+    def save(self, rollover: Rollover) -> Rollover: ...
+    def acquire(self, rollover: Rollover, holder: str, now: float, ttl: float) -> bool: ...
+    def release(self, rollover: Rollover, holder: str) -> None: ...
+    def append(
+        self, rollover: Rollover, at: datetime, event: str, detail: dict[str, Any]
+    ) -> None: ...
+    def history(self, service: str) -> list[dict[str, Any]]: ...
+    def services(self) -> list[str]: ...
+
+
+def _encode(rollover: Rollover) -> str:
+    data: dict[str, Any] = {}
+    for f in fields(rollover):
+        if f.name in ("id", "version"):
+            continue
+        value = getattr(rollover, f.name)
+        if isinstance(value, frozenset):
+            value = sorted(str(a) for a in value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, tuple):
+            value = list(value)
+        data[f.name] = value
+    return json.dumps(data, sort_keys=True)
+
+
+def _decode(row_id: int, version: int, text: str) -> Rollover:
+    data = json.loads(text)
+    kinds = {f.name: f.type for f in fields(Rollover)}
+    values: dict[str, Any] = {"id": row_id, "version": version}
+    for name, raw in data.items():
+        if name not in kinds:
+            continue
+        kind = str(kinds[name])
+        value: Any = raw
+        if name in ("old", "new"):
+            value = frozenset(parse_association(a) for a in raw)
+        elif name == "phase":
+            value = Phase(raw)
+        elif "datetime" in kind and raw is not None:
+            value = datetime.fromisoformat(raw)
+        elif name == "change_ids":
+            value = tuple(raw)
+        values[name] = value
+    return Rollover(**values)
+
+
+class SqliteStateStore:
+    """One database file, ``state.db``, in the state directory."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.directory = Path(state_dir)
+        ensure_dir(self.directory)
+        self.path = self.directory / "state.db"
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.fchmod(fd, 0o600)
+            os.close(fd)
+        previous = os.umask(0o077)  # the -wal and -shm files too
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise RolloverError(f"{self.path}: cannot open the state store: {exc}") from None
+        finally:
+            os.umask(previous)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise RolloverError(f"{self.path}: state store busy or locked: {exc}") from None
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise RolloverError(f"{self.path}: cannot write state: {exc}") from None
+
+    def create(self, rollover: Rollover) -> Rollover:
+        with self._transaction() as db:
+            try:
+                cursor = db.execute(
+                    "INSERT INTO rollovers (service, active, version, data) VALUES (?, 1, 1, ?)",
+                    (rollover.service, _encode(rollover)),
+                )
+            except sqlite3.IntegrityError:
+                raise ConflictError(
+                    f"service {rollover.service} already has a rollover in "
+                    "progress (see rollover status)"
+                ) from None
+            row_id = cursor.lastrowid
+            assert row_id is not None
+        return _decode(row_id, 1, _encode(rollover))
+
+    def current(self, service: str) -> Rollover | None:
+        row = self._db.execute(
+            "SELECT id, version, data FROM rollovers WHERE service = ? "
+            "ORDER BY active DESC, id DESC LIMIT 1",
+            (service,),
+        ).fetchone()
+        return None if row is None else _decode(row[0], row[1], row[2])
+
+    def save(self, rollover: Rollover) -> Rollover:
+        """Compare-and-swap on the version: a concurrent writer makes this a ConflictError."""
+        assert rollover.id is not None
+        active = 0 if rollover.phase in FINAL else 1
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE rollovers SET data = ?, version = version + 1, active = ? "
+                "WHERE id = ? AND version = ?",
+                (_encode(rollover), active, rollover.id, rollover.version),
+            )
+            if cursor.rowcount != 1:
+                raise ConflictError(
+                    f"rollover of {rollover.service} was changed by another "
+                    "process; nothing was written"
+                )
+        return _decode(rollover.id, rollover.version + 1, _encode(rollover))
+
+    def acquire(self, rollover: Rollover, holder: str, now: float, ttl: float) -> bool:
+        """Take the lease unless a live holder has it; an expired lease (crashed holder) is
+        taken over."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE rollovers SET lease_holder = ?, lease_until = ? WHERE id = ? AND "
+                "(lease_holder IS NULL OR lease_holder = ? OR lease_until < ?)",
+                (holder, now + ttl, rollover.id, holder, now),
+            )
+            return cursor.rowcount == 1
+
+    def release(self, rollover: Rollover, holder: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE rollovers SET lease_holder = NULL, lease_until = NULL "
+                "WHERE id = ? AND lease_holder = ?",
+                (rollover.id, holder),
+            )
+
+    def append(self, rollover: Rollover, at: datetime, event: str, detail: dict[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO history (rollover_id, service, at, event, phase, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    rollover.id,
+                    rollover.service,
+                    at.isoformat(),
+                    event,
+                    rollover.phase.value,
+                    json.dumps(detail, sort_keys=True, default=str),
+                ),
+            )
+
+    def history(self, service: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT rollover_id, at, event, phase, detail FROM history WHERE service = ? "
+            "ORDER BY id",
+            (service,),
+        ).fetchall()
+        return [
+            {"rollover": r[0], "at": r[1], "event": r[2], "phase": r[3], "detail": json.loads(r[4])}
+            for r in rows
+        ]
+
+    def services(self) -> list[str]:
+        return [
+            r[0]
+            for r in self._db.execute(
+                "SELECT DISTINCT service FROM rollovers WHERE active = 1 ORDER BY service"
+            )
+        ]
+
+
+def rollover_json(rollover: Rollover) -> dict[str, Any]:
+    data = asdict(rollover)
+    data["old"] = sorted(str(a) for a in rollover.old)
+    data["new"] = sorted(str(a) for a in rollover.new)
+    for key, value in list(data.items()):
+        if isinstance(value, datetime):
+            data[key] = value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return data
