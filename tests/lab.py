@@ -153,6 +153,7 @@ class Lab:
     port: int = 0
     secondary_port: int = 0
     resolver_port: int = 0
+    sender_resolver_port: int = 0
     tsig_secret: str = ""
     nonce: str = ""
     daemons: dict[str, Daemon] = field(default_factory=dict)
@@ -160,6 +161,7 @@ class Lab:
     _ports: set[int] = field(default_factory=set)
     _rndc_ports: dict[str, int] = field(default_factory=dict)
     _unbound_control_port: int = 0
+    _sender_control_port: int = 0
     startup_seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -175,6 +177,12 @@ class Lab:
     @property
     def resolver(self) -> str:
         return f"{PRIMARY}:{self.resolver_port}"
+
+    @property
+    def sender_resolver(self) -> str:
+        """A second validating unbound, never asked by the tool: a sending MTA's own cache,
+        honouring TTLs (its cache cap is far above them)."""
+        return f"{PRIMARY}:{self.sender_resolver_port}"
 
     @property
     def keyring(self) -> dict[dns.name.Name, dns.tsig.Key]:
@@ -204,17 +212,21 @@ class Lab:
         self.port = _free_port(PRIMARY, avoid=self._ports)
         self.secondary_port = _free_port(PRIMARY, avoid=self._ports)
         self.resolver_port = _free_port(PRIMARY, avoid=self._ports)
+        self.sender_resolver_port = _free_port(PRIMARY, avoid=self._ports)
         self._rndc_ports = {
             "primary": _free_port(PRIMARY, avoid=self._ports),
             "secondary": _free_port(PRIMARY, avoid=self._ports),
         }
         self._unbound_control_port = _free_port(PRIMARY, avoid=self._ports)
+        self._sender_control_port = _free_port(PRIMARY, avoid=self._ports)
         self._make_keys()
         self._write_zones()
         self._write_named("primary")
         if self.with_secondary:
             self._write_named("secondary")
-        self._write_unbound()
+        self._write_unbound("unbound", self.resolver_port, self._unbound_control_port,
+                            self.cache_max_ttl)
+        self._write_unbound("sender", self.sender_resolver_port, self._sender_control_port, 86400)
         self.phases = {"configure": time.monotonic() - started}
         self._start_daemon("primary")
         self._wait(self._primary_ready, "primary", 10)
@@ -224,12 +236,14 @@ class Lab:
             self._wait(self._secondary_ready, "secondary", 10)
             self.phases["secondary"] = time.monotonic() - started
         self._start_daemon("unbound")
-        self._wait(self._resolver_ready, "unbound", 10)
+        self._start_daemon("sender")
+        self._wait(lambda: self._resolver_ready(self.resolver), "unbound", 10)
+        self._wait(lambda: self._resolver_ready(self.sender_resolver), "sender", 10)
         self.phases["unbound"] = time.monotonic() - started
         self.startup_seconds = time.monotonic() - started
 
     def stop(self) -> None:
-        for name in ("unbound", "secondary", "primary"):
+        for name in ("sender", "unbound", "secondary", "primary"):
             daemon = self.daemons.get(name)
             if daemon is not None:
                 daemon.stop()
@@ -238,8 +252,8 @@ class Lab:
 
     def _start_daemon(self, name: str) -> None:
         directory = self.directory
-        if name == "unbound":
-            argv = [_which("unbound"), "-d", "-c", str(directory / "unbound.conf")]
+        if name in ("unbound", "sender"):
+            argv = [_which("unbound"), "-d", "-c", str(directory / f"{name}.conf")]
         else:
             argv = [_which("named"), "-f", "-n", "1", "-c", str(directory / name / "named.conf")]
         daemon = Daemon(name, argv, directory / f"{name}.pid", directory / f"{name}.out")
@@ -294,12 +308,10 @@ class Lab:
     def _secondary_ready(self) -> bool:
         return self._nonce_seen(self.secondary, "example.test.", rd=False)
 
-    def _resolver_ready(self) -> bool:
-        response = self.query(
-            self.resolver, "_lab-nonce.example.test.", "TXT", rd=True, timeout=0.25
-        )
+    def _resolver_ready(self, resolver: str) -> bool:
+        response = self.query(resolver, "_lab-nonce.example.test.", "TXT", rd=True, timeout=0.25)
         return bool(response.flags & dns.flags.AD) and self._nonce_seen(
-            self.resolver, "example.test.", rd=True
+            resolver, "example.test.", rd=True
         )
 
     # -- configuration ---------------------------------------------------------------------
@@ -430,18 +442,18 @@ class Lab:
             f"primaries {{ {PRIMARY} port {port}; }}; }};"
         )
 
-    def _write_unbound(self) -> None:
+    def _write_unbound(self, name: str, port: int, control_port: int, cache_max: int) -> None:
         d = self.directory
         lines = [
             "server:",
-            f"  interface: {PRIMARY}@{self.resolver_port}",
-            f"  port: {self.resolver_port}",
+            f"  interface: {PRIMARY}@{port}",
+            f"  port: {port}",
             '  username: ""',
             '  chroot: ""',
             f'  directory: "{d}"',
-            f'  pidfile: "{d}/unbound.own.pid"',
+            f'  pidfile: "{d}/{name}.own.pid"',
             "  use-syslog: no",
-            f'  logfile: "{d}/unbound.log"',
+            f'  logfile: "{d}/{name}.log"',
             "  verbosity: 1",
             "  val-log-level: 2",
             "  do-ip6: no",
@@ -454,8 +466,8 @@ class Lab:
             "  serve-expired: no",
             "  ede: yes",
             "  cache-min-ttl: 0",
-            f"  cache-max-ttl: {self.cache_max_ttl}",
-            f"  cache-max-negative-ttl: {self.cache_max_ttl}",
+            f"  cache-max-ttl: {cache_max}",
+            f"  cache-max-negative-ttl: {cache_max}",
             "  val-bogus-ttl: 1",
             "  infra-host-ttl: 2",
             "  infra-keep-probing: yes",
@@ -466,11 +478,11 @@ class Lab:
             "  control-enable: yes",
             "  control-use-cert: no",
             f"  control-interface: {PRIMARY}",
-            f"  control-port: {self._unbound_control_port}",
+            f"  control-port: {control_port}",
         ]
         for zone in ALL_ZONES:
             lines += ["stub-zone:", f'  name: "{zone}"', f"  stub-addr: {PRIMARY}@{self.port}"]
-        (d / "unbound.conf").write_text("\n".join(lines) + "\n")
+        (d / f"{name}.conf").write_text("\n".join(lines) + "\n")
 
     # -- helpers for tests -------------------------------------------------------------------
     def rndc(self, role: str, *args: str) -> str:
@@ -583,9 +595,13 @@ def main() -> None:
         print(f"secondary  {lab.secondary}  (example.test.)")
     print(f"resolver   {lab.resolver}  (validating; trust anchor test. DS {lab.ds['test.']})")
     print(f"TSIG       {TSIG_NAME} hmac-sha256, secret in {lab.secret_file}")
-    print("Ctrl-C stops it.")
+    print("Ctrl-C stops it.", flush=True)
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _f: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _f: stopping.append(signum))
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while not stopping:
+            signal.pause()
     finally:
         lab.stop()
 

@@ -122,3 +122,40 @@ class SmtpServer:
                 return
             else:
                 conn.sendall(b"502 5.5.2 not implemented\r\n")
+
+
+def main() -> None:
+    """Run as a process: serve the chain/key pairs given, reload them from disk on SIGHUP (the
+    rollover's reload command: ``kill -HUP <pid>``), stop on SIGTERM."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pair", nargs=2, action="append", metavar=("CHAIN", "KEY"), required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--hostname", default="mx1.example.test")
+    parser.add_argument("--ready-file", required=True)
+    args = parser.parse_args()
+    pairs = [(Path(c), Path(k)) for c, k in args.pair]
+    server = SmtpServer(pairs, hostname=args.hostname, port=args.port).start()
+
+    def reload(_signum: int, _frame: object) -> None:
+        try:
+            server.load(pairs)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"reload failed: {exc}", flush=True)
+
+    stopping: list[int] = []
+    signal.signal(signal.SIGHUP, reload)
+    signal.signal(signal.SIGTERM, lambda signum, _f: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _f: stopping.append(signum))
+    Path(args.ready_file).write_text(f"{server.port}\n")
+    try:
+        while not stopping:
+            signal.pause()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
