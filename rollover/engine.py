@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -125,7 +126,7 @@ class Engine:
         self.out = out
         self.cutover_timeout = cutover_timeout
         self.wait_timeout = wait_timeout
-        self.holder = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # -- start -----------------------------------------------------------------------------
     def plan(self, staged: Staged, *, allow_insecure: bool) -> Rollover:
@@ -210,7 +211,7 @@ class Engine:
             )
         if rollover.phase in FINAL:
             return AdvanceResult(rollover, False, f"rollover {rollover.phase}")
-        if not self.store.acquire(rollover, self.holder, self.clock.monotonic(), LEASE_SECONDS):
+        if not self._lease(rollover):
             return AdvanceResult(
                 rollover, False, "another process is advancing this rollover", acted=False
             )
@@ -250,6 +251,19 @@ class Engine:
         finally:
             self.store.release(rollover, self.holder)
         return AdvanceResult(rollover, progressed, message)
+
+    def _lease(self, rollover: Rollover) -> bool:
+        """Take the lease; take it over from a holder on this host whose process is gone
+        (a crashed ``advance``), without waiting for it to expire."""
+        now = self.clock.monotonic()
+        if self.store.acquire(rollover, self.holder, now, LEASE_SECONDS):
+            return True
+        holder = self.store.lease_holder(rollover, now)
+        if holder is not None and _holder_dead(holder):
+            self.store.break_lease(rollover, holder)
+            self.store.append(rollover, self.clock.now(), "lease-broken", {"holder": holder})
+            return self.store.acquire(rollover, self.holder, now, LEASE_SECONDS)
+        return False
 
     def _save_wait(self, rollover: Rollover, decision: Decision) -> Rollover:
         if rollover.waiting_until == decision.waiting_until and rollover.error is None:
@@ -505,6 +519,20 @@ class Engine:
         self.store.append(saved, now, phase.value, {"message": message})
         self.out(f"{self.service.name}: {phase}: {message}")
         return saved
+
+
+def _holder_dead(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _matches(

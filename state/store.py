@@ -52,6 +52,8 @@ class StateStore(Protocol):
     def save(self, rollover: Rollover) -> Rollover: ...
     def acquire(self, rollover: Rollover, holder: str, now: float, ttl: float) -> bool: ...
     def release(self, rollover: Rollover, holder: str) -> None: ...
+    def lease_holder(self, rollover: Rollover, now: float) -> str | None: ...
+    def break_lease(self, rollover: Rollover, holder: str) -> None: ...
     def append(
         self, rollover: Rollover, at: datetime, event: str, detail: dict[str, Any]
     ) -> None: ...
@@ -190,6 +192,18 @@ class SqliteStateStore:
                 (holder, now + ttl, rollover.id, holder, now),
             )
             return cursor.rowcount == 1
+
+    def lease_holder(self, rollover: Rollover, now: float) -> str | None:
+        row = self._db.execute(
+            "SELECT lease_holder, lease_until FROM rollovers WHERE id = ?", (rollover.id,)
+        ).fetchone()
+        if row is None or row[0] is None or row[1] < now:
+            return None
+        return str(row[0])
+
+    def break_lease(self, rollover: Rollover, holder: str) -> None:
+        """Drop the lease of a holder known to be dead (same host, process gone)."""
+        self.release(rollover, holder)
 
     def release(self, rollover: Rollover, holder: str) -> None:
         with self._transaction() as db:

@@ -224,8 +224,9 @@ class Lab:
         self._write_named("primary")
         if self.with_secondary:
             self._write_named("secondary")
-        self._write_unbound("unbound", self.resolver_port, self._unbound_control_port,
-                            self.cache_max_ttl)
+        self._write_unbound(
+            "unbound", self.resolver_port, self._unbound_control_port, self.cache_max_ttl
+        )
         self._write_unbound("sender", self.sender_resolver_port, self._sender_control_port, 86400)
         self.phases = {"configure": time.monotonic() - started}
         self._start_daemon("primary")

@@ -65,7 +65,9 @@ class Sender:
             return None
         return frozenset(
             Association(TlsaParams(r.usage, r.selector, r.mtype), bytes(r.cert))
-            for rrset in response.answer if rrset.rdtype == dns.rdatatype.TLSA for r in rrset
+            for rrset in response.answer
+            if rrset.rdtype == dns.rdatatype.TLSA
+            for r in rrset
         )
 
     def _loop(self) -> None:
@@ -74,21 +76,25 @@ class Sender:
         while not self._stop.is_set():
             try:
                 records = self._records()
-            except Exception as exc:  # noqa: BLE001 - a sender retries whatever DNS does
+            except Exception as exc:  # a sender retries whatever DNS does
                 records = None
                 del exc
             if records:
                 result = probe.probe(address, int(port), self.host, "smtp", ("default",))
                 if result.error is None and result.chains:
-                    chain = [x509.load_der_x509_certificate(d)
-                             for d in result.chains[0].certificates]
-                    match = match_chain(records, chain, port=25, reference_names=[self.host],
-                                        now=_now())
+                    chain = [
+                        x509.load_der_x509_certificate(d) for d in result.chains[0].certificates
+                    ]
+                    match = match_chain(
+                        records, chain, port=25, reference_names=[self.host], now=_now()
+                    )
                     self.checks += 1
                     if not match.ok:
-                        self.failures.append(f"{time.strftime('%H:%M:%S')} "
-                                             f"{chain[0].subject.rfc4514_string()}: "
-                                             f"{'; '.join(match.problems)}")
+                        self.failures.append(
+                            f"{time.strftime('%H:%M:%S')} "
+                            f"{chain[0].subject.rfc4514_string()}: "
+                            f"{'; '.join(match.problems)}"
+                        )
             self._stop.wait(self.interval)
 
 
@@ -115,9 +121,12 @@ class ServiceEnv:
         tag = secrets.token_hex(3)
         self.pki = make_pki("p256", tag=tag, host=self.host)
         self.next_key = make_key("p256", "next" + tag)
-        self.next_leaf = make_cert(self.host, self.next_key,
-                                   (self.pki.intermediate, self.pki.intermediate_key),
-                                   dns_names=(self.host,))
+        self.next_leaf = make_cert(
+            self.host,
+            self.next_key,
+            (self.pki.intermediate, self.pki.intermediate_key),
+            dns_names=(self.host,),
+        )
         for sub in ("deploy", "staging", "state"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         self.deploy_chain = self.directory / "deploy" / "fullchain.pem"
@@ -143,9 +152,20 @@ class ServiceEnv:
         ready = self.directory / "server.port"
         ready.unlink(missing_ok=True)
         self.server = subprocess.Popen(
-            [sys.executable, "-m", "tests.smtpserver", "--pair", str(self.deploy_chain),
-             str(self.deploy_key), "--hostname", self.host, "--ready-file", str(ready)],
-            cwd=REPO, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "tests.smtpserver",
+                "--pair",
+                str(self.deploy_chain),
+                str(self.deploy_key),
+                "--hostname",
+                self.host,
+                "--ready-file",
+                str(ready),
+            ],
+            cwd=REPO,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 10
         while not ready.exists() or not ready.read_text().strip():
@@ -162,17 +182,29 @@ class ServiceEnv:
     def write_config(self, **service_extra: Any) -> Path:
         assert self.server is not None
         service: dict[str, Any] = {
-            "host": self.host, "provider": "lab", "records": list(self.records),
-            "ttl": self.ttl, "authoritative": [self.lab.primary, self.lab.secondary],
-            "deploy": {"chain": str(self.deploy_chain), "key": str(self.deploy_key),
-                       "reload": ["kill", "-HUP", str(self.server.pid)], "reload_timeout": 10},
+            "host": self.host,
+            "provider": "lab",
+            "records": list(self.records),
+            "ttl": self.ttl,
+            "authoritative": [self.lab.primary, self.lab.secondary],
+            "deploy": {
+                "chain": str(self.deploy_chain),
+                "key": str(self.deploy_key),
+                "reload": ["kill", "-HUP", str(self.server.pid)],
+                "reload_timeout": 10,
+            },
             "probe": {"connect": [self.endpoint], "starttls": "smtp", "timeout": 5},
         }
         service.update(service_extra)
         doc = {
-            "providers": {"lab": {"type": "rfc2136", "server": "127.0.0.1", "port": self.lab.port,
-                                  "tsig": {"name": TSIG_NAME,
-                                           "secret_file": str(self.lab.secret_file)}}},
+            "providers": {
+                "lab": {
+                    "type": "rfc2136",
+                    "server": "127.0.0.1",
+                    "port": self.lab.port,
+                    "tsig": {"name": TSIG_NAME, "secret_file": str(self.lab.secret_file)},
+                }
+            },
             "resolvers": [self.lab.resolver],
             "state_dir": str(self.directory / "state"),
             "safety_factor": 2,
@@ -182,13 +214,18 @@ class ServiceEnv:
         self.config.write_text(yaml.safe_dump(doc))
         return self.config
 
-    def rollover(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
-                 ) -> subprocess.CompletedProcess[str]:
+    def rollover(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLOVER_")}
         full_env.update(env or {})
         return subprocess.run(
             [sys.executable, "-m", "rollover", *args, "--config", str(self.config)],
-            capture_output=True, text=True, env=full_env, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+            check=False,
             cwd=REPO,
         )
 

@@ -34,8 +34,9 @@ def test_full_rollover_with_a_continuous_sender(env: ServiceEnv, lab: Lab) -> No
     sender = env.sender().start()
     try:
         wait_sender_ready(sender)
-        started = env.rollover("start", env.name, "--cert", str(env.staged_chain),
-                               "--key", str(env.staged_key))
+        started = env.rollover(
+            "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
+        )
         assert started.returncode == 0, started.stderr
         run = env.rollover("run", env.name, timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr
@@ -59,8 +60,15 @@ def test_full_rollover_with_a_continuous_sender(env: ServiceEnv, lab: Lab) -> No
     assert status["error"] is None
     history = json.loads(env.rollover("history", env.name, "--json").stdout)
     phases = [h["detail"].get("to") for h in history if h["event"] == "transition"]
-    for phase in ("propagating", "aging", "deploying", "cutting_over", "retiring", "verifying",
-                  "done"):
+    for phase in (
+        "propagating",
+        "aging",
+        "deploying",
+        "cutting_over",
+        "retiring",
+        "verifying",
+        "done",
+    ):
         assert phase in phases
     assert oct((env.directory / "state" / "state.db").stat().st_mode & 0o777) == "0o600"
     assert oct(env.deploy_key.stat().st_mode & 0o777) == "0o600"
