@@ -147,7 +147,8 @@ def test_failed_cutover_keeps_both_and_rollback_restores(env: ServiceEnv, lab: L
         time.sleep(0.3)
     assert phase == "failed"
     status = json.loads(env.rollover("status", env.name, "--json").stdout)
-    assert status["error"] and "another key" in status["error"]
+    assert status["error"]
+    assert "another key" in status["error"]
     assert tlsa_at_primary(lab, env.owner) == {
         str(rec("3 1 1", env.pki.leaf)),
         str(rec("3 1 1", env.next_leaf)),
@@ -166,7 +167,8 @@ def test_start_refuses_an_unsound_starting_point(env: ServiceEnv, lab: Lab) -> N
     bad = env.rollover(
         "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.deploy_key)
     )
-    assert bad.returncode == 3 and "does not belong" in bad.stderr
+    assert bad.returncode == 3
+    assert "does not belong" in bad.stderr
     # The published records do not match what the server presents.
     lab.update(
         "example.test.",
@@ -176,7 +178,8 @@ def test_start_refuses_an_unsound_starting_point(env: ServiceEnv, lab: Lab) -> N
     unsound = env.rollover(
         "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
     )
-    assert unsound.returncode == 8 and "no published TLSA record matches" in unsound.stderr
+    assert unsound.returncode == 8
+    assert "no published TLSA record matches" in unsound.stderr
 
 
 def test_start_refuses_an_insecure_zone(lab: Lab, tmp_path: Path) -> None:
@@ -188,6 +191,7 @@ def test_start_refuses_an_insecure_zone(lab: Lab, tmp_path: Path) -> None:
             "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
         )
         assert result.returncode == 8
-        assert "not DNSSEC-secure" in result.stderr and "--allow-insecure" in result.stderr
+        assert "not DNSSEC-secure" in result.stderr
+        assert "--allow-insecure" in result.stderr
     finally:
         env.stop_server()

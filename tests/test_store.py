@@ -1,0 +1,67 @@
+"""The SQLite state store: compare-and-swap versions, one active rollover, leases, history."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from rollover.errors import ConflictError
+from rollover.phases import Phase
+from state.store import SqliteStateStore
+from tests.test_phases import rollover
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def test_round_trip_and_cas(tmp_path: Path) -> None:
+    store = SqliteStateStore(str(tmp_path / "state"))
+    created = store.create(rollover(Phase.PUBLISHING))
+    assert created.id is not None and created.version == 1
+    loaded = store.current("mx1")
+    assert loaded == created
+    saved = store.save(loaded.__class__(**{**loaded.__dict__, "phase": Phase.PROPAGATING}))
+    assert saved.version == 2 and store.current("mx1").phase == Phase.PROPAGATING  # type: ignore[union-attr]
+    with pytest.raises(ConflictError):
+        store.save(loaded)  # stale version: nothing written
+    assert store.current("mx1").version == 2  # type: ignore[union-attr]
+
+
+def test_one_active_rollover_per_service(tmp_path: Path) -> None:
+    store = SqliteStateStore(str(tmp_path))
+    first = store.create(rollover(Phase.PUBLISHING))
+    with pytest.raises(ConflictError, match="already has a rollover"):
+        store.create(rollover(Phase.PUBLISHING))
+    store.save(first.__class__(**{**first.__dict__, "phase": Phase.DONE}))
+    assert store.services() == []
+    second = store.create(rollover(Phase.PUBLISHING))
+    assert store.current("mx1") == second
+
+
+def test_lease(tmp_path: Path) -> None:
+    store = SqliteStateStore(str(tmp_path))
+    r = store.create(rollover(Phase.PUBLISHING))
+    assert store.acquire(r, "a", now=100.0, ttl=10)
+    assert not store.acquire(r, "b", now=105.0, ttl=10)
+    assert store.lease_holder(r, 105.0) == "a"
+    assert store.acquire(r, "a", now=105.0, ttl=10)  # renew
+    assert store.acquire(r, "b", now=120.0, ttl=10)  # expired: taken over
+    store.release(r, "b")
+    assert store.lease_holder(r, 121.0) is None
+
+
+def test_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        store = SqliteStateStore(str(tmp_path / "s"))
+        store.create(rollover(Phase.PUBLISHING))
+        store.append(store.current("mx1"), NOW, "start", {"x": 1})  # type: ignore[arg-type]
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "s").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+    assert stat.S_IMODE((tmp_path / "s").stat().st_mode) == 0o700
+    assert store.history("mx1")[0]["event"] == "start"
