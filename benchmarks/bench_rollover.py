@@ -26,8 +26,11 @@ from tests.rollover_env import ServiceEnv  # noqa: E402
 
 
 def at(entries: list[dict], to: str) -> datetime:  # type: ignore[type-arg]
-    return next(datetime.fromisoformat(e["at"]) for e in entries
-                if e["event"] == "transition" and e["detail"].get("to") == to)
+    return next(
+        datetime.fromisoformat(e["at"])
+        for e in entries
+        if e["event"] == "transition" and e["detail"].get("to") == to
+    )
 
 
 def one(ttl: int) -> tuple[float, float]:
@@ -37,8 +40,9 @@ def one(ttl: int) -> tuple[float, float]:
         env.setup()
         time.sleep(ttl + 1)  # the initial records are cached everywhere, as in production
         began = time.monotonic()
-        start = env.rollover("start", env.name, "--cert", str(env.staged_chain), "--key",
-                             str(env.staged_key))
+        start = env.rollover(
+            "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
+        )
         assert start.returncode == 0, start.stderr
         run = env.rollover("run", env.name, timeout=600)
         assert run.returncode == 0, run.stdout + run.stderr
@@ -60,8 +64,10 @@ def main() -> None:
     ttls = parser.parse_args().ttl or [5, 10]
     for ttl in ttls:
         total, minimum = one(ttl)
-        print(f"TTL {ttl:>3} s: start to done {total:6.2f} s, theoretical minimum "
-              f"{minimum:6.2f} s, ratio {total / minimum:.3f} (target <= 1.1)")
+        print(
+            f"TTL {ttl:>3} s: start to done {total:6.2f} s, theoretical minimum "
+            f"{minimum:6.2f} s, ratio {total / minimum:.3f} (target <= 1.1)"
+        )
 
 
 if __name__ == "__main__":

@@ -22,11 +22,13 @@ from tests.rollover_env import ServiceEnv  # noqa: E402
 
 def show(env: ServiceEnv, *args: str) -> subprocess.CompletedProcess[str]:
     print(f"\n$ rollover {' '.join(args)}", flush=True)
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "rollover", *args, "--config", str(env.config)],
-        cwd=REPO, text=True, check=False, timeout=120,
+        cwd=REPO,
+        text=True,
+        check=False,
+        timeout=120,
     )
-    return result
 
 
 def main() -> int:
@@ -36,8 +38,9 @@ def main() -> int:
     directory = Path(tempfile.mkdtemp(prefix="rollover-demo-"))
     env = ServiceEnv(lab, directory, host="mx1.example.test", ttl=2)
     try:
-        print(f"lab up in {lab.startup_seconds:.1f} s; primary {lab.primary}, "
-              f"resolver {lab.resolver}")
+        print(
+            f"lab up in {lab.startup_seconds:.1f} s; primary {lab.primary}, resolver {lab.resolver}"
+        )
         env.setup()
         print(f"SMTP server (STARTTLS) on {env.endpoint}, serving {env.deploy_chain}")
         print(f"configuration: {env.config}")
@@ -45,8 +48,9 @@ def main() -> int:
         while sender.checks < 2 and time.monotonic() - started < 20:
             time.sleep(0.2)
         show(env, "verify", "--service", env.name)
-        result = show(env, "start", env.name, "--cert", str(env.staged_chain),
-                      "--key", str(env.staged_key))
+        result = show(
+            env, "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
+        )
         if result.returncode != 0:
             return result.returncode
         result = show(env, "run", env.name)
@@ -54,8 +58,10 @@ def main() -> int:
         sender.stop()
         show(env, "verify", "--service", env.name)
         show(env, "history", env.name)
-        print(f"\nDANE sender: {sender.checks} handshakes checked during the rollover, "
-              f"{len(sender.failures)} failed")
+        print(
+            f"\nDANE sender: {sender.checks} handshakes checked during the rollover, "
+            f"{len(sender.failures)} failed"
+        )
         for failure in sender.failures:
             print(f"  {failure}")
         print(f"demo finished in {time.monotonic() - started:.1f} s")

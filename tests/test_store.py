@@ -20,11 +20,13 @@ NOW = datetime(2026, 11, 28, tzinfo=UTC)
 def test_round_trip_and_cas(tmp_path: Path) -> None:
     store = SqliteStateStore(str(tmp_path / "state"))
     created = store.create(rollover(Phase.PUBLISHING))
-    assert created.id is not None and created.version == 1
+    assert created.id is not None
+    assert created.version == 1
     loaded = store.current("mx1")
     assert loaded == created
     saved = store.save(loaded.__class__(**{**loaded.__dict__, "phase": Phase.PROPAGATING}))
-    assert saved.version == 2 and store.current("mx1").phase == Phase.PROPAGATING  # type: ignore[union-attr]
+    assert saved.version == 2
+    assert store.current("mx1").phase == Phase.PROPAGATING
     with pytest.raises(ConflictError):
         store.save(loaded)  # stale version: nothing written
     assert store.current("mx1").version == 2  # type: ignore[union-attr]
