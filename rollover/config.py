@@ -185,6 +185,7 @@ class ServiceConfig:
     resolvers: tuple[str, ...] = ()
     deploy: DeployConfig | None = None
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    observe_via: str = "dns"
 
     @property
     def owner(self) -> str:
@@ -330,6 +331,9 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
             raise probe_section.fail("starttls", "use smtp, imap, pop3, xmpp or none")
         probe = ProbeConfig(connect, starttls, probe_section.number("timeout", 10.0, low=0.1))
         probe_section.finish()
+    observe_via = entry.text("observe_via", "dns")
+    if observe_via not in ("dns", "provider"):
+        raise entry.fail("observe_via", "use dns or provider")
     entry.finish()
     return ServiceConfig(
         name,
@@ -343,6 +347,7 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
         resolvers,
         deploy,
         probe,
+        observe_via,
     )
 
 

@@ -43,6 +43,7 @@ from rollover.phases import (
     decide,
 )
 from rollover.plan import Change, TlsaRRset, plan_publish
+from rollover.provider_view import ProviderObserver
 from rollover.publishing import LiveChains, check_live, service_associations
 from rollover.sources import Material, parse_material, read_source, spki_der
 from state.ownership import OwnershipStore
@@ -105,7 +106,7 @@ class Engine:
         store: StateStore,
         *,
         ownership: OwnershipStore,
-        observer: DnsObserver,
+        observer: DnsObserver | ProviderObserver,
         live: Callable[[], LiveChains],
         clock: Clock,
         state_dir: str,
@@ -138,6 +139,7 @@ class Engine:
             self.out(f"warning: {line}")
         observation = self.observer.observe(service.owner)
         self._require_secure(observation, allow_insecure)
+        self._require_signing(service.owner, allow_insecure)
         current = self.provider.read(service.owner)
         live = self.live()
         if live.error is not None:
@@ -170,9 +172,23 @@ class Engine:
             allow_insecure=allow_insecure,
         )
 
+    def _require_signing(self, owner: str, allow_insecure: bool) -> None:
+        """Providers that can say whether they sign the zone (Route 53's GetDNSSEC) are asked."""
+        signing = getattr(self.provider, "dnssec_signing", None)
+        if signing is None or allow_insecure:
+            return
+        if not signing(owner):
+            raise PreconditionError(
+                f"{self.provider.name} reports that it does not sign the "
+                f"zone of {owner} (DNSSEC); TLSA records would protect "
+                "nothing (use --allow-insecure to roll over anyway)"
+            )
+
     def _require_secure(self, observation: Observation, allow_insecure: bool) -> None:
         if observation.error is not None:
             raise PreconditionError(f"cannot observe DNS: {observation.error}")
+        if not observation.resolvers and getattr(self.provider, "dnssec_signing", None):
+            return  # seen through the provider: its own DNSSEC status decides
         states = {r.state for r in observation.resolvers if r.error is None}
         if DnssecState.BOGUS in states:
             raise PreconditionError(

@@ -62,12 +62,18 @@ def _engine(cfg: Any, name: str, state_dir: str | None, out: Any) -> "Engine":
             timeout=service.probe.timeout,
         )
 
+    provider = common.make_provider(cfg, service.provider)
+    view: Any = observer
+    if service.observe_via == "provider":
+        from rollover.provider_view import ProviderObserver
+
+        view = ProviderObserver(provider)
     return Engine(
         service,
-        common.make_provider(cfg, service.provider),
+        provider,
         SqliteStateStore(directory),
         ownership=OwnershipStore(directory),
-        observer=observer,
+        observer=view,
         live=live,
         clock=SystemClock(),
         state_dir=directory,
