@@ -425,7 +425,7 @@ def test_rollover_start_to_done_on_route53(moto_endpoint: str, aws_env: None, tm
         service.update(provider="aws", observe_via="provider", ttl=1)
         del service["authoritative"]
         env.config.write_text(yaml.safe_dump(doc))
-        aws = {k: v for k, v in CREDENTIALS.items()}
+        aws = dict(CREDENTIALS.items())
         published = env.rollover("publish", env.name, "--cert", str(env.deploy_chain), env=aws)
         assert published.returncode == 0, published.stderr
         # moto reports the zone as not signing: refused without --allow-insecure.
@@ -438,7 +438,8 @@ def test_rollover_start_to_done_on_route53(moto_endpoint: str, aws_env: None, tm
             str(env.staged_key),
             env=aws,
         )
-        assert refused.returncode == 8 and "does not sign" in refused.stderr
+        assert refused.returncode == 8
+        assert "does not sign" in refused.stderr
         started = env.rollover(
             "start",
             env.name,
