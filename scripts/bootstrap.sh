@@ -36,10 +36,15 @@ make_venv() {
     # usage: make_venv [extras]
     local extras="${1:-}"
     if [ ! -x "$VENV/bin/python" ] || ! python_ok "$VENV/bin/python"; then
-        local py
-        py="$(command -v python3.13 || command -v python3.12 || command -v python3.11 || command -v python3 || true)"
-        if [ -z "$py" ] || ! python_ok "$py"; then
-            echo "bootstrap: Python >= 3.11 is needed (found: ${py:-none})" >&2
+        local py="" candidate
+        for candidate in python3.13 python3.12 python3.11 python3; do
+            if command -v "$candidate" >/dev/null 2>&1 && python_ok "$(command -v "$candidate")"; then
+                py="$(command -v "$candidate")"
+                break
+            fi
+        done
+        if [ -z "$py" ]; then
+            echo "bootstrap: Python >= 3.11 is needed (none of python3.13, 3.12, 3.11, python3 is)" >&2
             exit 1
         fi
         "$py" -m venv "$VENV" 2>/dev/null || { apt_install_missing "false:python3-venv"; "$py" -m venv "$VENV"; }
