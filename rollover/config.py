@@ -186,6 +186,8 @@ class ServiceConfig:
     deploy: DeployConfig | None = None
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     observe_via: str = "dns"
+    acme_lineage: str | None = None  # certbot lineage directory this service takes renewals of
+    acme_domain: str | None = None  # or the ACME domain name, when it is not ``host``
 
     @property
     def owner(self) -> str:
@@ -331,6 +333,12 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
             raise probe_section.fail("starttls", "use smtp, imap, pop3, xmpp or none")
         probe = ProbeConfig(connect, starttls, probe_section.number("timeout", 10.0, low=0.1))
         probe_section.finish()
+    acme_lineage = acme_domain = None
+    acme_section = entry.section("acme")
+    if acme_section is not None:
+        acme_lineage = acme_section.text("lineage")
+        acme_domain = acme_section.text("domain")
+        acme_section.finish()
     observe_via = entry.text("observe_via", "dns")
     if observe_via not in ("dns", "provider"):
         raise entry.fail("observe_via", "use dns or provider")
@@ -348,6 +356,8 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
         deploy,
         probe,
         observe_via,
+        acme_lineage,
+        acme_domain,
     )
 
 

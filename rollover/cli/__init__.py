@@ -11,6 +11,7 @@ import typer
 from rollover import __version__
 from rollover.cli import config_cmd as _config_cmd
 from rollover.cli import dns_cmd as _dns_cmd
+from rollover.cli import hook_cmd as _hook_cmd
 from rollover.cli import publish_cmd as _publish_cmd
 from rollover.cli import record as _record
 from rollover.cli import rollover_cmd as _rollover_cmd
@@ -52,6 +53,7 @@ _publish_cmd.register(app)
 _verify_cmd.register(app)
 _rollover_cmd.register(app)
 _config_cmd.register(app)
+_hook_cmd.register(app)
 
 
 def main() -> None:

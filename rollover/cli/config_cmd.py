@@ -15,7 +15,11 @@ def check(config: common.ConfigOption = None) -> None:
 
     Exit: 0 valid (warnings allowed); 4 invalid.
     """
+    from rollover.hooks import acme_live_warnings
+
     cfg = common.load_config(config)
+    for line in acme_live_warnings(cfg):
+        common.warn(line)
     typer.echo(
         f"{cfg.source}: OK: {len(cfg.providers)} provider(s) "
         f"({', '.join(sorted(cfg.providers)) or 'none'}), {len(cfg.services)} service(s) "
