@@ -203,6 +203,7 @@ class Config:
     state_dir: str = DEFAULT_STATE_DIR
     safety_factor: float = 2.0
     warnings: tuple[str, ...] = ()
+    on_event: list[str] | str | None = None  # run on failure and completion
 
     def service(self, name: str) -> ServiceConfig:
         if name not in self.services:
@@ -268,6 +269,7 @@ def parse_config(
     _check_servers(top, "resolvers", resolvers)
     state_dir = top.text("state_dir", DEFAULT_STATE_DIR)
     safety_factor = top.number("safety_factor", 2.0, low=1.0)
+    on_event = top.command("on_event")
     services: dict[str, ServiceConfig] = {}
     service_section = top.section("services")
     if service_section is not None:
@@ -276,7 +278,16 @@ def parse_config(
             assert entry is not None
             services[str(name)] = _service(str(name), entry, providers)
     top.finish()
-    return Config(source, providers, services, resolvers, state_dir, safety_factor, tuple(warnings))
+    return Config(
+        source,
+        providers,
+        services,
+        resolvers,
+        state_dir,
+        safety_factor,
+        tuple(warnings),
+        on_event,
+    )
 
 
 def _check_servers(section: Section, name: str, servers: tuple[str, ...]) -> None:

@@ -114,6 +114,7 @@ class Engine:
         out: Output = lambda _line: None,
         cutover_timeout: timedelta = CUTOVER_TIMEOUT,
         wait_timeout: float = 120.0,
+        on_event: Callable[[str, Rollover, str], None] | None = None,
     ) -> None:
         self.service = service
         self.provider = provider
@@ -127,6 +128,7 @@ class Engine:
         self.out = out
         self.cutover_timeout = cutover_timeout
         self.wait_timeout = wait_timeout
+        self.on_event = on_event
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # -- start -----------------------------------------------------------------------------
@@ -261,12 +263,18 @@ class Engine:
                 )
                 self.out(f"{self.service.name}: {rollover.phase}: {decision.message}")
                 progressed = True
+                if rollover.phase in FINAL:
+                    self._event(rollover.phase.value, rollover, decision.message)
         except RolloverError as exc:
             rollover = self._record_error(rollover, str(exc))
             raise
         finally:
             self.store.release(rollover, self.holder)
         return AdvanceResult(rollover, progressed, message)
+
+    def _event(self, event: str, rollover: Rollover, message: str) -> None:
+        if self.on_event is not None:
+            self.on_event(event, rollover, message)
 
     def _lease(self, rollover: Rollover) -> bool:
         """Take the lease; take it over from a holder on this host whose process is gone
@@ -533,6 +541,7 @@ class Engine:
             replace(r, phase=phase, since=now, finished_at=now, waiting_until=None, error=None)
         )
         self.store.append(saved, now, phase.value, {"message": message})
+        self._event(phase.value, saved, message)
         self.out(f"{self.service.name}: {phase}: {message}")
         return saved
 

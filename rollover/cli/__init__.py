@@ -12,6 +12,7 @@ from rollover import __version__
 from rollover.cli import config_cmd as _config_cmd
 from rollover.cli import dns_cmd as _dns_cmd
 from rollover.cli import hook_cmd as _hook_cmd
+from rollover.cli import metrics_cmd as _metrics_cmd
 from rollover.cli import publish_cmd as _publish_cmd
 from rollover.cli import record as _record
 from rollover.cli import rollover_cmd as _rollover_cmd
@@ -54,6 +55,7 @@ _verify_cmd.register(app)
 _rollover_cmd.register(app)
 _config_cmd.register(app)
 _hook_cmd.register(app)
+_metrics_cmd.register(app)
 
 
 def main() -> None:

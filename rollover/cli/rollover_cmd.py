@@ -79,7 +79,45 @@ def _engine(cfg: Any, name: str, state_dir: str | None, out: Any) -> "Engine":
         state_dir=directory,
         safety_factor=cfg.safety_factor,
         out=out,
+        on_event=_event_runner(cfg.on_event),
     )
+
+
+def _event_runner(command: Any) -> Any:
+    """The configured ``on_event`` command, run with ROLLOVER_* variables; its failure is a
+    warning, never a reason to stop the rollover."""
+    if command is None:
+        return None
+
+    def run_event(event: str, rollover: Any, message: str) -> None:
+        import os
+        import subprocess
+
+        env = dict(
+            os.environ,
+            ROLLOVER_SERVICE=rollover.service,
+            ROLLOVER_EVENT=event,
+            ROLLOVER_PHASE=rollover.phase.value,
+            ROLLOVER_MESSAGE=message,
+            ROLLOVER_OWNER=rollover.owner,
+        )
+        try:
+            result = subprocess.run(
+                command,
+                shell=isinstance(command, str),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            common.warn(f"on_event command failed: {exc}")
+            return
+        if result.returncode != 0:
+            common.warn(f"on_event command exited {result.returncode}")
+
+    return run_event
 
 
 def _say(line: str) -> None:

@@ -1,0 +1,80 @@
+"""``rollover metrics``: Prometheus text-format metrics for the textfile collector."""
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from rollover.cli import common
+
+
+def register(app: typer.Typer) -> None:
+    app.command("metrics")(metrics)
+
+
+def metrics(
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write here atomically (e.g. "
+            "/var/lib/node_exporter/textfile/rollover.prom); default stdout.",
+        ),
+    ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Probe each service for the verify status and the served certificate's expiry.",
+        ),
+    ] = True,
+    config: common.ConfigOption = None,
+    state_dir: common.StateDirOption = None,
+) -> None:
+    """Per service: the phase, seconds until the next step can happen, seconds since the last
+    step, the verify status (Nagios code) and days until the served certificate expires."""
+    from datetime import UTC, datetime
+
+    from rollover.deploy import write_file
+    from rollover.metrics import ServiceMetrics, render_metrics
+    from state.store import SqliteStateStore
+
+    cfg = common.load_config(config)
+    store = SqliteStateStore(common.state_dir(cfg, state_dir))
+    now = datetime.now(UTC)
+    entries = []
+    for name in sorted(cfg.services):
+        verify_exit, expiry = _verify(cfg, cfg.services[name], now) if verify else (None, None)
+        entries.append(ServiceMetrics(name, store.current(name), verify_exit, expiry))
+    text = render_metrics(entries, now)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_file(output, text.encode(), private=False)
+
+
+def _verify(cfg: Any, service: Any, now: Any) -> tuple[int, int | None]:
+    from rollover.observer import DnsObserver
+    from rollover.probe import TlsProbe, default_starttls
+    from rollover.verifier import Verifier
+    from rollover.verify import worst
+
+    resolvers = list(service.resolvers or cfg.resolvers)
+    verifier = Verifier(
+        DnsObserver(resolvers=resolvers, authoritative=list(service.authoritative), timeout=2.0),
+        TlsProbe(timeout=service.probe.timeout),
+        resolvers,
+        timeout=2.0,
+    )
+    reports = verifier.verify_host(
+        service.host,
+        port=service.port,
+        starttls=service.probe.starttls or default_starttls(service.port),
+        connect=list(service.probe.connect),
+        reference_names=[service.host],
+        now=now,
+        warn_days=14,
+    )
+    days = [c.days_left for r in reports for c in r.chains if c.days_left is not None]
+    return worst([r.exit for r in reports] or [3]), min(days) if days else None
