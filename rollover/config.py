@@ -188,6 +188,8 @@ class ServiceConfig:
     observe_via: str = "dns"
     acme_lineage: str | None = None  # certbot lineage directory this service takes renewals of
     acme_domain: str | None = None  # or the ACME domain name, when it is not ``host``
+    next_key_algorithm: str | None = None  # the "current + next" scheme, when set
+    next_key_path: str | None = None
 
     @property
     def owner(self) -> str:
@@ -344,12 +346,20 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
             raise probe_section.fail("starttls", "use smtp, imap, pop3, xmpp or none")
         probe = ProbeConfig(connect, starttls, probe_section.number("timeout", 10.0, low=0.1))
         probe_section.finish()
-    acme_lineage = acme_domain = None
-    acme_section = entry.section("acme")
-    if acme_section is not None:
-        acme_lineage = acme_section.text("lineage")
-        acme_domain = acme_section.text("domain")
-        acme_section.finish()
+    acme_lineage, acme_domain = _pair(entry, "acme", ("lineage", "domain"), None)
+    next_algorithm, next_path = _pair(entry, "next_key", ("algorithm", "path"), "ec-p256")
+    if next_algorithm not in (
+        None,
+        "ec-p256",
+        "ec-p384",
+        "rsa-2048",
+        "rsa-3072",
+        "rsa-4096",
+        "ed25519",
+    ):
+        raise entry.fail(
+            "next_key.algorithm", "use ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519"
+        )
     observe_via = entry.text("observe_via", "dns")
     if observe_via not in ("dns", "provider"):
         raise entry.fail("observe_via", "use dns or provider")
@@ -369,7 +379,22 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
         observe_via,
         acme_lineage,
         acme_domain,
+        next_algorithm,
+        next_path,
     )
+
+
+def _pair(
+    entry: Section, name: str, keys: tuple[str, str], first_default: str | None
+) -> tuple[str | None, str | None]:
+    """An optional sub-mapping of two optional strings (``acme``, ``next_key``)."""
+    section = entry.section(name)
+    if section is None:
+        return None, None
+    first = section.text(keys[0], first_default)
+    second = section.text(keys[1])
+    section.finish()
+    return first, second
 
 
 def check_secret_file(path: str, key: str, source: str, warnings: list[str]) -> None:

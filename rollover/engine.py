@@ -41,6 +41,7 @@ from rollover.phases import (
     Rollover,
     apply_decision,
     decide,
+    wait_seconds,
 )
 from rollover.plan import Change, TlsaRRset, plan_publish
 from rollover.provider_view import ProviderObserver
@@ -158,10 +159,13 @@ class Engine:
                     "which no published TLSA record matches; fix that before rolling over"
                 )
             old |= matching
+        phase = Phase.PUBLISHING
+        if self._aged_already(new, current.records, observation.cache_horizon, now):
+            phase = Phase.DEPLOYING  # "current + next": the wait happened ahead of time
         return Rollover(
             service=service.name,
             owner=service.owner,
-            phase=Phase.PUBLISHING,
+            phase=phase,
             old=frozenset(old),
             new=new,
             staged_chain=staged.chain_path,
@@ -173,6 +177,20 @@ class Engine:
             horizon_before=observation.cache_horizon,
             allow_insecure=allow_insecure,
         )
+
+    def _aged_already(
+        self,
+        new: frozenset[Association],
+        published: frozenset[Association],
+        horizon: int,
+        now: datetime,
+    ) -> bool:
+        """Every new association was published (confirmed by the provider) long enough ago."""
+        if not new <= published:
+            return False
+        confirmed = self.ownership.published_at(self.service.owner)
+        wait = timedelta(seconds=wait_seconds(horizon, self.service.ttl, self.safety_factor))
+        return all((at := confirmed.get(a)) is not None and at + wait <= now for a in new)
 
     def _require_signing(self, owner: str, allow_insecure: bool) -> None:
         """Providers that can say whether they sign the zone (Route 53's GetDNSSEC) are asked."""
@@ -399,6 +417,7 @@ class Engine:
             },
         )
         self.provider.wait(receipt, self.wait_timeout)
+        self.ownership.confirm(r.owner, change.added, self.clock.now())
 
     def _deploy(self, r: Rollover) -> None:
         deploy = self.service.deploy

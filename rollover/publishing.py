@@ -72,6 +72,7 @@ def publish(
         store.release(owner, change.added)  # certainly not applied
         raise
     provider.wait(receipt, wait_timeout)
+    store.confirm(owner, change.added, now)
     out(f"published at {owner} via {provider.name}")
     return Outcome(change, receipt)
 

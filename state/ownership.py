@@ -37,10 +37,38 @@ class OwnershipStore:
         entries = self._load()["owners"].get(owner.lower(), {})
         return frozenset(parse_association(text) for text in entries)
 
+    def published_at(self, owner: str) -> dict[Association, datetime | None]:
+        """When the provider confirmed each association rollover owns at ``owner``."""
+        entries = self._load()["owners"].get(owner.lower(), {})
+        return {
+            parse_association(text): (
+                datetime.fromisoformat(meta["published_at"].replace("Z", "+00:00"))
+                if meta.get("published_at")
+                else None
+            )
+            for text, meta in entries.items()
+        }
+
     def claim(
         self, owner: str, associations: frozenset[Association], service: str, now: datetime
     ) -> None:
-        self._update(owner, add=associations, service=service, now=now)
+        """Claimed before the DNS change; ``published_at`` stays empty until confirmed."""
+        del now
+        self._update(owner, add=associations, service=service)
+
+    def confirm(self, owner: str, associations: frozenset[Association], now: datetime) -> None:
+        """The provider reported the change in effect at ``now``: the ageing clock of the
+        "current + next" fast path starts here, never at the claim."""
+        if not associations:
+            return
+        ensure_dir(self.directory)
+        with locked(self.directory / ".ownership.lock"):
+            data = self._load()
+            entries = data["owners"].setdefault(owner.lower(), {})
+            for association in associations:
+                entry = entries.setdefault(str(association), {"service": ""})
+                entry["published_at"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
     def release(self, owner: str, associations: frozenset[Association]) -> None:
         self._update(owner, remove=associations)

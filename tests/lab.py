@@ -498,9 +498,10 @@ class Lab:
             raise LabError(f"rndc {' '.join(args)} ({role}): {out.stderr.strip() or out.stdout}")
         return out.stdout
 
-    def unbound_control(self, *args: str) -> str:
+    def unbound_control(self, *args: str, resolver: str = "unbound") -> str:
+        """unbound-control for the tool's resolver ("unbound") or the sender's ("sender")."""
         out = subprocess.run(
-            [_which("unbound-control"), "-c", str(self.directory / "unbound.conf"), *args],
+            [_which("unbound-control"), "-c", str(self.directory / f"{resolver}.conf"), *args],
             capture_output=True,
             text=True,
             timeout=20,

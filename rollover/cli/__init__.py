@@ -13,6 +13,7 @@ from rollover.cli import config_cmd as _config_cmd
 from rollover.cli import dns_cmd as _dns_cmd
 from rollover.cli import hook_cmd as _hook_cmd
 from rollover.cli import metrics_cmd as _metrics_cmd
+from rollover.cli import next_cmd as _next_cmd
 from rollover.cli import publish_cmd as _publish_cmd
 from rollover.cli import record as _record
 from rollover.cli import rollover_cmd as _rollover_cmd
@@ -56,6 +57,7 @@ _rollover_cmd.register(app)
 _config_cmd.register(app)
 _hook_cmd.register(app)
 _metrics_cmd.register(app)
+_next_cmd.register(app)
 
 
 def main() -> None:

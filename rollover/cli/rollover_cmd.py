@@ -79,8 +79,26 @@ def _engine(cfg: Any, name: str, state_dir: str | None, out: Any) -> "Engine":
         state_dir=directory,
         safety_factor=cfg.safety_factor,
         out=out,
-        on_event=_event_runner(cfg.on_event),
+        on_event=_on_event(cfg, service, state_dir),
     )
+
+
+def _on_event(cfg: Any, service: Any, state_dir: str | None) -> Any:
+    """The configured on_event command, and the fresh next key after a rollover to it."""
+    runner = _event_runner(cfg.on_event)
+
+    def handle(event: str, rollover: Any, message: str) -> None:
+        if event == "done":
+            from rollover.cli.next_cmd import rotate_after_done
+
+            try:
+                rotate_after_done(cfg, service, state_dir, rollover.staged_spki)
+            except Exception as exc:  # noqa: BLE001 - the rollover itself is done; say why
+                common.warn(f"{service.name}: a fresh next key could not be published: {exc}")
+        if runner is not None:
+            runner(event, rollover, message)
+
+    return handle
 
 
 def _event_runner(command: Any) -> Any:

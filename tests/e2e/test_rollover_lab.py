@@ -90,7 +90,12 @@ def test_waits_shortened_below_the_ttl_make_the_sender_fail(
     sender.start()
     try:
         wait_sender_ready(sender)
-        lab.unbound_control("flush_zone", "example.test.")
+        # The sender's cache takes a fresh copy of the old RRset, valid for the whole TTL.
+        lab.unbound_control("flush_zone", "example.test.", resolver="sender")
+        seen = sender.checks
+        deadline = time.monotonic() + 10
+        while sender.checks < seen + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         engine.start(_staged(env))
         lab.flush_resolver()  # the tool's resolver sees the new RRset at once; the sender's not
         deadline = time.monotonic() + 60
