@@ -190,6 +190,7 @@ class ServiceConfig:
     acme_domain: str | None = None  # or the ACME domain name, when it is not ``host``
     next_key_algorithm: str | None = None  # the "current + next" scheme, when set
     next_key_path: str | None = None
+    trust_anchors: tuple[str, ...] = ()  # pinned issuer certificates for usage 2 records
 
     @property
     def owner(self) -> str:
@@ -360,6 +361,7 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
         raise entry.fail(
             "next_key.algorithm", "use ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519"
         )
+    trust_anchors = tuple(entry.strings("trust_anchors"))
     observe_via = entry.text("observe_via", "dns")
     if observe_via not in ("dns", "provider"):
         raise entry.fail("observe_via", "use dns or provider")
@@ -381,6 +383,7 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
         acme_domain,
         next_algorithm,
         next_path,
+        trust_anchors,
     )
 
 

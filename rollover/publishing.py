@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives._serialization import Encoding
 
 from providers.base import Provider, Receipt
 from rollover.association import Association
@@ -44,7 +45,46 @@ def service_associations(
     )
     if result.errors:
         raise InputError(result.errors[0])
-    return frozenset(r.association for r in result.records), result.warnings
+    associations = {r.association for r in result.records}
+    associations |= pinned_anchor_associations(service)
+    return frozenset(associations), result.warnings
+
+
+def pinned_anchor_associations(service: ServiceConfig) -> set[Association]:
+    """Trust-anchor pinning: the usage 2 parameter sets computed from every pinned issuer
+    certificate (a CA's current and backup intermediates), so any of them may sign."""
+    from rollover.association import association_data
+    from rollover.sources import parse_material, read_source, spki_der
+
+    pinned: set[Association] = set()
+    for path in service.trust_anchors:
+        material = parse_material(path, read_source(path))
+        for certificate in material.certificates:
+            der = certificate.public_bytes(Encoding.DER)
+            for p in service.records:
+                if p.usage == 2:
+                    data = association_data(p.selector, p.mtype, der, spki_der(certificate))
+                    pinned.add(Association(p, data))
+    return pinned
+
+
+def anchor_warning(service: ServiceConfig, issuer: x509.Certificate | None) -> str | None:
+    """A warning when the served (or deployed) issuer is not among the pinned trust anchors."""
+    if not service.trust_anchors or issuer is None:
+        return None
+    from rollover.sources import parse_material, read_source, spki_der
+
+    pinned = {
+        spki_der(c)
+        for path in service.trust_anchors
+        for c in parse_material(path, read_source(path)).certificates
+    }
+    if spki_der(issuer) in pinned:
+        return None
+    return (
+        f"the issuer {issuer.subject.rfc4514_string()} is not among the pinned "
+        f"trust_anchors of services.{service.name}"
+    )
 
 
 def publish(

@@ -40,13 +40,22 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    log_format: str = typer.Option(
+        "text", "--log-format", help="text (human lines) or json (one object per line)."
+    ),
 ) -> None:
     """Derive DANE TLSA records and roll them over without breaking mail delivery.
 
     Exit codes: 0 success; 1 warnings under --strict; 2 command-line usage error; 3 bad input
     (file, argument); 4 configuration error; 5 DNS provider error; 6 compare-and-swap conflict;
-    7 DNS observation failed; 8 a safety guard refused.
+    7 DNS observation failed; 8 a safety guard refused; 10 a rollover needs a person.
     """
+    from rollover.cli import common
+    from rollover.errors import InputError
+
+    if log_format not in ("text", "json"):
+        raise InputError(f"--log-format {log_format!r}: use text or json")
+    common.LOG_FORMAT["value"] = log_format
 
 
 _record.register(app)
@@ -65,7 +74,12 @@ def main() -> None:
     try:
         app(prog_name="rollover")
     except RolloverError as exc:
-        print(f"rollover: error: {exc}", file=sys.stderr)
+        from rollover.cli import common
+
+        if common.LOG_FORMAT["value"] == "json":
+            print(common._json_line("error", str(exc)), file=sys.stderr)
+        else:
+            print(f"rollover: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.stderr.close()

@@ -28,8 +28,36 @@ PassphraseEnvOption = Annotated[
 DEFAULT_PASSPHRASE_ENV = "ROLLOVER_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 
 
+LOG_FORMAT = {"value": "text"}  # set by the root --log-format option
+
+
+def _json_line(level: str, message: str) -> str:
+    import json
+    from datetime import UTC, datetime
+
+    return json.dumps(
+        {
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "level": level,
+            "message": message,
+        }
+    )
+
+
+def say(line: str) -> None:
+    """A log line on stdout: plain text, or one JSON object per line with --log-format json."""
+    import sys
+
+    text = _json_line("info", line) if LOG_FORMAT["value"] == "json" else line
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def warn(line: str) -> None:
-    typer.echo(f"rollover: warning: {line}", err=True)
+    if LOG_FORMAT["value"] == "json":
+        typer.echo(_json_line("warning", line), err=True)
+    else:
+        typer.echo(f"rollover: warning: {line}", err=True)
 
 
 def load_config(path_option: str | None) -> Any:

@@ -1,7 +1,6 @@
 """``rollover hook certbot | acme.sh | dehydrated | lego``: renewal hooks for ACME clients."""
 
 import os
-import sys
 from typing import Annotated
 
 import typer
@@ -87,5 +86,4 @@ def hook(
 
 
 def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    common.say(line)

@@ -1,6 +1,5 @@
 """``rollover next``: the "current + next" key scheme."""
 
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -126,5 +125,4 @@ def rotate_after_done(cfg: Any, service: Any, state_dir: str | None, staged_spki
 
 
 def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    common.say(line)

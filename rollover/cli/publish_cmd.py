@@ -1,6 +1,5 @@
 """``rollover publish`` and ``rollover withdraw``: one exact, compare-and-swap provider change."""
 
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -176,5 +175,4 @@ def withdraw_command(
 
 
 def _out(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    common.say(line)

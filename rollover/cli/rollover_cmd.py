@@ -139,8 +139,7 @@ def _event_runner(command: Any) -> Any:
 
 
 def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    common.say(line)
 
 
 def start(
@@ -309,6 +308,10 @@ def status(
             continue
         document = rollover_json(rollover)
         document["next_step"] = NEXT_STEP.get(rollover.phase.value)
+        document["warnings"] = _status_warnings(cfg.services.get(name))
+        for line in document["warnings"]:
+            if not as_json:
+                common.warn(f"{name}: {line}")
         documents.append(document)
         if not as_json:
             _report(rollover, verbose=True)
@@ -380,3 +383,23 @@ def _report(rollover: "Rollover", *, verbose: bool) -> None:
     if rollover.error:
         line += f"; error: {rollover.error}"
     _say(line)
+
+
+def _status_warnings(service: Any) -> list[str]:
+    """Offline checks for status: the deployed chain's issuer against the pinned anchors."""
+    if service is None or service.deploy is None or not service.trust_anchors:
+        return []
+    from rollover.chain import build_chain
+    from rollover.errors import RolloverError
+    from rollover.publishing import anchor_warning
+    from rollover.sources import parse_material, read_source
+
+    try:
+        material = parse_material(service.deploy.chain, read_source(service.deploy.chain))
+        chain = build_chain(service.deploy.chain, material.certificates)
+    except RolloverError as exc:
+        return [f"cannot read the deployed chain: {exc}"]
+    issuer_index = chain.issuer_index()
+    issuer = None if issuer_index is None else chain.certificates[issuer_index]
+    warning = anchor_warning(service, issuer)
+    return [warning] if warning else []

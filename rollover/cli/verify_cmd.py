@@ -1,7 +1,7 @@
 """``rollover verify``: a DANE check as strict as Postfix, for people, cron and Nagios."""
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -128,9 +128,39 @@ def verify_command(
             now=now,
             warn_days=warn,
         )
+    if service is not None and svc.trust_anchors:
+        reports = _pin_check(svc, reports)
     document = report_json(reports, notes)
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         sys.stdout.write(report_text(reports, notes))
     raise typer.Exit(document["exit"])
+
+
+def _pin_check(service: Any, reports: list[Any]) -> list[Any]:
+    """WARNING when a presented chain's issuer is not among the pinned trust anchors."""
+    import hashlib
+    from dataclasses import replace
+
+    from rollover.sources import parse_material, read_source, spki_der
+    from rollover.verify import worst
+
+    pinned = {
+        hashlib.sha256(spki_der(c)).hexdigest()
+        for path in service.trust_anchors
+        for c in parse_material(path, read_source(path)).certificates
+    }
+    checked = []
+    for report in reports:
+        reasons = list(report.reasons)
+        code = report.exit
+        for chain in report.chains:
+            if len(chain.certificates) > 1 and chain.certificates[1]["spki_sha256"] not in pinned:
+                reasons.append(
+                    f"{chain.asked}: the served issuer {chain.certificates[1]['subject']}"
+                    " is not among the pinned trust_anchors"
+                )
+                code = worst([code, 1])
+        checked.append(replace(report, reasons=tuple(reasons), exit=code))
+    return checked
