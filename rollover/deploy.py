@@ -9,6 +9,7 @@ its output is captured and its failure reported.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -28,6 +29,35 @@ def _read(path: str) -> bytes | None:
         return None
     except OSError as exc:
         raise DeployError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def unsafe_path_reason(path: str) -> str | None:
+    """Why a deploy path is unsafe to write: a world-writable directory on the way (anyone could
+    swap the file or plant a symlink), or a symlink owned by another user."""
+    target = Path(path)
+    try:
+        link = target.lstat()
+    except FileNotFoundError:
+        link = None
+    except OSError as exc:
+        return f"cannot inspect it: {exc.strerror or exc}"
+    me = os.geteuid()
+    if link is not None and stat.S_ISLNK(link.st_mode) and link.st_uid not in (0, me):
+        return f"it is a symlink owned by uid {link.st_uid}"
+    directory = target.parent
+    while True:
+        try:
+            st = directory.stat()
+        except OSError:
+            break
+        if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+            return f"{directory} is world-writable"
+        if st.st_mode & stat.S_IWOTH and directory == target.parent:
+            return f"{directory} is world-writable (sticky, but the file's own directory)"
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    return None
 
 
 def write_file(path: str, data: bytes, *, private: bool) -> None:
@@ -73,6 +103,10 @@ class FileDeployer:
         return self.deployed() == (chain, key)
 
     def install(self, chain: bytes, key: bytes) -> None:
+        for path in (self.config.key, self.config.chain):
+            reason = unsafe_path_reason(path)
+            if reason is not None:
+                raise DeployError(f"{path}: refusing to deploy: {reason}")
         # The key first: a server that reads a new chain with the old key fails to start, one
         # that reads the old chain with the new key fails too, but a reload only follows both.
         write_file(self.config.key, key, private=True)

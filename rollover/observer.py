@@ -96,6 +96,8 @@ class DnsObserver:
                 return response, "tcp" if used_tcp else "udp"
             except (dns.exception.Timeout, OSError) as exc:
                 last = exc
+            except EOFError:
+                last = ConnectionError("the server closed the TCP connection")
             except dns.exception.DNSException as exc:  # malformed, wrong id/question...
                 raise ObserverError(f"{format_server(address, port)}: bad answer: {exc}") from None
         if isinstance(last, dns.exception.Timeout):

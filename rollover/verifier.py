@@ -35,7 +35,7 @@ def _ask(resolver: str, name: str, rdtype: str, timeout: float) -> dns.message.M
     query.flags |= dns.flags.AD
     try:
         return dns.query.udp_with_fallback(query, address, port=port, timeout=timeout)[0]
-    except (dns.exception.DNSException, OSError) as exc:
+    except (dns.exception.DNSException, OSError, EOFError) as exc:
         raise ObserverError(f"resolver {resolver}: {name} {rdtype}: {exc or 'timed out'}") from None
 
 

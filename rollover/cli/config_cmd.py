@@ -20,6 +20,19 @@ def check(config: common.ConfigOption = None) -> None:
     cfg = common.load_config(config)
     for line in acme_live_warnings(cfg):
         common.warn(line)
+    from rollover.deploy import unsafe_path_reason
+    from rollover.errors import ConfigError
+
+    for service in cfg.services.values():
+        if service.deploy is None:
+            continue
+        for label, path in (("chain", service.deploy.chain), ("key", service.deploy.key)):
+            reason = unsafe_path_reason(path)
+            if reason is not None:
+                raise ConfigError(
+                    f"{cfg.source}: services.{service.name}.deploy.{label}: "
+                    f"{path}: unsafe: {reason}"
+                )
     typer.echo(
         f"{cfg.source}: OK: {len(cfg.providers)} provider(s) "
         f"({', '.join(sorted(cfg.providers)) or 'none'}), {len(cfg.services)} service(s) "

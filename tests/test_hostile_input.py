@@ -1,0 +1,262 @@
+"""Hostile and malformed input: fuzzed loaders, parameters, configuration, zone files, unsafe
+deploy paths. Zero tracebacks: every failure is the tool's own error, with a message."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import providers
+from providers.zonetext import read_rrset, replace_rrset
+from rollover.config import DeployConfig, parse_config
+from rollover.deploy import DeployError, FileDeployer, unsafe_path_reason
+from rollover.errors import RolloverError
+from rollover.plan import TlsaRRset
+from rollover.sources import parse_material
+from tests.certs import csr_pem, der, key_pem, make_pki, pem
+from tests.test_zonetext import OWNER, TODAY, ZONE
+
+PKI = make_pki("p256", tag="fuzz")
+SEEDS = [
+    pem(PKI.leaf, PKI.intermediate),
+    der(PKI.leaf),
+    key_pem(PKI.leaf_key),
+    csr_pem(PKI.leaf_key),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.sampled_from(SEEDS),
+    cut=st.integers(0, 4000),
+    flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=4),
+    tail=st.binary(max_size=64),
+)
+def test_loaders_only_fail_with_input_errors(
+    seed: bytes, cut: int, flips: list[tuple[int, int]], tail: bytes
+) -> None:
+    data = bytearray(seed[: cut % (len(seed) + 1)] + tail)
+    for position, value in flips:
+        if data:
+            data[position % len(data)] = value
+    try:
+        material = parse_material("fuzz", bytes(data))
+    except RolloverError as exc:
+        assert str(exc).startswith("fuzz")
+        return
+    assert material.certificates or material.key_spki
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2048))
+def test_random_bytes(data: bytes) -> None:
+    try:
+        parse_material("rnd", data)
+    except RolloverError as exc:
+        assert "rnd" in str(exc)
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "providers",
+                    "services",
+                    "type",
+                    "server",
+                    "port",
+                    "host",
+                    "records",
+                    "tsig",
+                    "name",
+                    "deploy",
+                    "chain",
+                    "key",
+                    "probe",
+                    "ttl",
+                    "provider",
+                    "resolvers",
+                    "zone",
+                    "path",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(yaml_values)
+def test_config_loader_never_crashes(document: object) -> None:
+    try:
+        parse_config(document, "fuzz.yaml", providers.settings_parser)
+    except RolloverError as exc:
+        assert str(exc).startswith("fuzz.yaml")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lines=st.lists(
+        st.sampled_from(
+            [
+                "; comment",
+                "$TTL 60",
+                "$ORIGIN sub.example.test.",
+                "www IN A 192.0.2.1",
+                '  IN TXT "x"',
+                "_25._tcp.mx1 IN TLSA 3 1 1 " + "ab" * 32,
+                "(",
+                ")",
+                "bad line ( here",
+                '"unterminated',
+                "_25._tcp.mx1 300 IN TLSA ( 3 1 1",
+                "  " + "cd" * 32 + " )",
+                "$INCLUDE x",
+                "@ IN NS ns1",
+            ]
+        ),
+        max_size=8,
+    )
+)
+def test_zone_editor_refuses_or_edits_exactly(lines: list[str]) -> None:
+    text = ZONE + "\n".join(lines) + "\n"
+    after = TlsaRRset(OWNER, 60, frozenset())
+    try:
+        edit = replace_rrset(text, "example.test.", after, TODAY, "fuzz.db")
+    except RolloverError:
+        return
+    assert not read_rrset(edit.text, "example.test.", OWNER, "fuzz.db").exists
+
+
+def test_world_writable_deploy_directory_is_refused(tmp_path: Path) -> None:
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    reason = unsafe_path_reason(str(open_dir / "fullchain.pem"))
+    assert reason is not None
+    assert "world-writable" in reason
+    deployer = FileDeployer(DeployConfig(str(open_dir / "c.pem"), str(open_dir / "k.pem")))
+    with pytest.raises(DeployError, match="refusing to deploy"):
+        deployer.install(b"chain", b"key")
+    assert not (open_dir / "k.pem").exists()
+    safe = tmp_path / "safe"
+    safe.mkdir(mode=0o755)
+    assert unsafe_path_reason(str(safe / "fullchain.pem")) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a file owned by another user")
+def test_symlink_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "tls"
+    directory.mkdir(mode=0o755)
+    link = directory / "key.pem"
+    link.symlink_to(tmp_path / "elsewhere")
+    os.lchown(link, 65534, 65534)
+    reason = unsafe_path_reason(str(link))
+    assert reason is not None
+    assert "symlink owned by uid 65534" in reason
+
+
+def test_config_check_refuses_unsafe_deploy_paths(tmp_path: Path) -> None:
+    from tests.conftest import run_rollover
+
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    secret = tmp_path / "s"
+    secret.write_text("a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5\n")
+    secret.chmod(0o600)
+    doc = {
+        "providers": {
+            "p": {
+                "type": "rfc2136",
+                "server": "127.0.0.1",
+                "tsig": {"name": "k", "secret_file": str(secret)},
+            }
+        },
+        "services": {
+            "mx": {
+                "host": "mx.example",
+                "provider": "p",
+                "deploy": {"chain": str(open_dir / "c.pem"), "key": str(open_dir / "k.pem")},
+            }
+        },
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = run_rollover("config", "check", "--config", str(path))
+    assert result.returncode == 4
+    assert "services.mx.deploy.chain" in result.stderr
+    assert "world-writable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("mode", "needle"),
+    [
+        ("silent", "timed out"),
+        ("garbage", ""),
+        ("short", ""),
+        ("wrong-id", ""),
+        ("wrong-question", ""),
+        ("always-truncated", ""),
+    ],
+)
+def test_observer_survives_misbehaving_servers(mode: str, needle: str) -> None:
+    import time
+
+    from rollover.observer import DnsObserver
+    from tests.fakedns import ZONE, FakeDns
+
+    server = FakeDns(mode).start()
+    try:
+        started = time.monotonic()
+        observation = DnsObserver(authoritative=[server.endpoint], timeout=0.3, tries=2).observe(
+            f"_25._tcp.mx.{ZONE}"
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert elapsed < 5
+    if observation.error is None:
+        (answer,) = observation.authoritative
+        assert answer.error is not None, answer
+        assert needle in answer.error
+    else:
+        assert needle in observation.error
+
+
+def test_observer_cname_loop_and_huge_rrset() -> None:
+    from rollover.observer import DnsObserver
+    from tests.fakedns import ZONE, FakeDns
+
+    server = FakeDns("cname-loop").start()
+    try:
+        looped = DnsObserver(authoritative=[server.endpoint], timeout=0.5).observe(
+            f"_25._tcp.mx.{ZONE}"
+        )
+    finally:
+        server.stop()
+    assert looped.error is not None
+    assert "CNAME loop" in looped.error
+    server = FakeDns("huge").start()
+    try:
+        huge = DnsObserver(authoritative=[server.endpoint], timeout=2).observe(
+            f"_25._tcp.mx.{ZONE}"
+        )
+    finally:
+        server.stop()
+    (answer,) = huge.authoritative
+    assert answer.error is None
+    assert answer.transport == "tcp"
+    assert len(answer.records) == 400
