@@ -1,0 +1,70 @@
+"""Eight `advance --all` processes at once over twenty services: every step exactly once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from tests.lab import Lab
+from tests.rollover_env import REPO, ServiceEnv
+
+SERVICES = 20
+PROCESSES = 8
+
+
+def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
+    envs = [ServiceEnv(lab, tmp_path / f"s{i}", ttl=1, name=f"mx{i}") for i in range(SERVICES)]
+    try:
+        services = {}
+        for env in envs:
+            env.start_server()
+            env.write_config()
+            services[env.name] = yaml.safe_load(env.config.read_text())["services"][env.name]
+        doc = yaml.safe_load(envs[0].config.read_text())
+        doc["services"] = services
+        doc["state_dir"] = str(tmp_path / "state")
+        config = tmp_path / "rollover.yaml"
+        config.write_text(yaml.safe_dump(doc))
+        base = [sys.executable, "-m", "rollover"]
+        for env in envs:
+            env.config = config
+            assert env.rollover("publish", env.name, "--cert", str(env.deploy_chain)).returncode == 0
+        time.sleep(2)
+        for env in envs:
+            started = env.rollover("start", env.name, "--cert", str(env.staged_chain), "--key",
+                                   str(env.staged_key))
+            assert started.returncode == 0, started.stderr
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            processes = [subprocess.Popen([*base, "advance", "--all", "--config", str(config)],
+                                          cwd=REPO, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True)
+                         for _ in range(PROCESSES)]
+            results = [p.communicate(timeout=120) for p in processes]
+            assert all(p.returncode == 0 for p in processes), results
+            phases = [json.loads(e.rollover("status", e.name, "--json").stdout)["phase"]
+                      for e in envs]
+            if all(phase == "done" for phase in phases):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"not all done: {phases}")
+        for env in envs:
+            history = json.loads(env.rollover("history", env.name, "--json").stdout)
+            changes = [h for h in history if h["event"] == "provider-change"]
+            assert len(changes) == 2, (env.name, changes)  # publish once, retire once
+            transitions = Counter(h["detail"]["to"] for h in history
+                                  if h["event"] == "transition" and
+                                  h["detail"]["from"] != h["detail"]["to"])
+            for phase in ("propagating", "aging", "deploying", "cutting_over", "retiring",
+                          "verifying", "done"):
+                assert transitions[phase] == 1, (env.name, transitions)
+    finally:
+        for env in envs:
+            env.stop_server()
