@@ -34,22 +34,32 @@ def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
         base = [sys.executable, "-m", "rollover"]
         for env in envs:
             env.config = config
-            assert env.rollover("publish", env.name, "--cert", str(env.deploy_chain)).returncode == 0
+            assert (
+                env.rollover("publish", env.name, "--cert", str(env.deploy_chain)).returncode == 0
+            )
         time.sleep(2)
         for env in envs:
-            started = env.rollover("start", env.name, "--cert", str(env.staged_chain), "--key",
-                                   str(env.staged_key))
+            started = env.rollover(
+                "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
+            )
             assert started.returncode == 0, started.stderr
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            processes = [subprocess.Popen([*base, "advance", "--all", "--config", str(config)],
-                                          cwd=REPO, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True)
-                         for _ in range(PROCESSES)]
+            processes = [
+                subprocess.Popen(
+                    [*base, "advance", "--all", "--config", str(config)],
+                    cwd=REPO,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(PROCESSES)
+            ]
             results = [p.communicate(timeout=120) for p in processes]
             assert all(p.returncode == 0 for p in processes), results
-            phases = [json.loads(e.rollover("status", e.name, "--json").stdout)["phase"]
-                      for e in envs]
+            phases = [
+                json.loads(e.rollover("status", e.name, "--json").stdout)["phase"] for e in envs
+            ]
             if all(phase == "done" for phase in phases):
                 break
             time.sleep(0.5)
@@ -59,11 +69,20 @@ def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
             history = json.loads(env.rollover("history", env.name, "--json").stdout)
             changes = [h for h in history if h["event"] == "provider-change"]
             assert len(changes) == 2, (env.name, changes)  # publish once, retire once
-            transitions = Counter(h["detail"]["to"] for h in history
-                                  if h["event"] == "transition" and
-                                  h["detail"]["from"] != h["detail"]["to"])
-            for phase in ("propagating", "aging", "deploying", "cutting_over", "retiring",
-                          "verifying", "done"):
+            transitions = Counter(
+                h["detail"]["to"]
+                for h in history
+                if h["event"] == "transition" and h["detail"]["from"] != h["detail"]["to"]
+            )
+            for phase in (
+                "propagating",
+                "aging",
+                "deploying",
+                "cutting_over",
+                "retiring",
+                "verifying",
+                "done",
+            ):
                 assert transitions[phase] == 1, (env.name, transitions)
     finally:
         for env in envs:

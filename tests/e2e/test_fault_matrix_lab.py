@@ -1,0 +1,156 @@
+"""Faults during a rollover, with the continuous sender: the invariants hold, the sender sees no
+failure, the fault is reported in one line, and a later advance completes once it is gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from rollover.sources import spki_der
+from tests.e2e.test_rollover_lab import wait_sender_ready
+from tests.lab import Lab
+from tests.rollover_env import ServiceEnv
+
+
+@pytest.fixture
+def env(lab: Lab, tmp_path: Path):  # type: ignore[no-untyped-def]
+    service = ServiceEnv(lab, tmp_path)
+    service.setup()
+    yield service
+    service.stop_server()
+
+
+def advance_until(env: ServiceEnv, phase: str, seconds: float = 60) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        env.rollover("advance", env.name)
+        status = json.loads(env.rollover("status", env.name, "--json").stdout)
+        if status["phase"] == phase:
+            return status  # type: ignore[no-any-return]
+        time.sleep(0.3)
+    pytest.fail(f"never reached {phase}")
+
+
+def finish(env: ServiceEnv) -> None:
+    result = env.rollover("run", env.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def start(env: ServiceEnv) -> None:
+    started = env.rollover(
+        "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
+    )
+    assert started.returncode == 0, started.stderr
+
+
+def test_primary_stops_answering_mid_rollover(env: ServiceEnv, lab: Lab) -> None:
+    sender = env.sender().start()
+    try:
+        wait_sender_ready(sender)
+        start(env)
+        primary = lab.daemons["primary"]
+        primary.pause()
+        try:
+            stuck = env.rollover("advance", env.name)
+        finally:
+            primary.resume()
+        status = json.loads(env.rollover("status", env.name, "--json").stdout)
+        assert status["phase"] in ("propagating", "aging")
+        assert stuck.returncode in (0, 5, 7)
+        if stuck.returncode:
+            assert len(stuck.stderr.strip().splitlines()) == 1
+            assert "Traceback" not in stuck.stderr
+        finish(env)
+        time.sleep(0.5)
+    finally:
+        sender.stop()
+    assert sender.failures == []
+
+
+def test_reload_failing_then_fixed(env: ServiceEnv) -> None:
+    sender = env.sender().start()
+    try:
+        wait_sender_ready(sender)
+        env.write_config(
+            deploy={
+                "chain": str(env.deploy_chain),
+                "key": str(env.deploy_key),
+                "reload": "echo 'postfix: fatal: bad config' >&2; exit 1",
+            }
+        )
+        start(env)
+        advance_until(env, "deploying")
+        failed = env.rollover("advance", env.name)
+        assert failed.returncode == 5
+        assert "reload command exited 1: postfix: fatal: bad config" in failed.stderr
+        assert "Traceback" not in failed.stderr
+        status = json.loads(env.rollover("status", env.name, "--json").stdout)
+        assert status["phase"] == "deploying"
+        assert "reload" in status["error"]
+        # The files are installed, the server still presents the old key: still safe, since
+        # the new association is published and aged. Fix the reload, advance again.
+        env.write_config()
+        finish(env)
+        time.sleep(0.5)
+    finally:
+        sender.stop()
+    assert sender.failures == []
+    assert spki_der(env.served_leaf()) == spki_der(env.next_leaf)
+
+
+def test_reload_hanging_is_killed_after_its_timeout(env: ServiceEnv) -> None:
+    env.write_config(
+        deploy={
+            "chain": str(env.deploy_chain),
+            "key": str(env.deploy_key),
+            "reload": ["sleep", "30"],
+            "reload_timeout": 1,
+        }
+    )
+    start(env)
+    advance_until(env, "deploying")
+    began = time.monotonic()
+    hung = env.rollover("advance", env.name)
+    assert time.monotonic() - began < 15
+    assert hung.returncode == 5
+    assert "killed after 1 s" in hung.stderr
+    env.write_config()
+    finish(env)
+
+
+def test_server_down_during_the_probe(env: ServiceEnv) -> None:
+    start(env)
+    advance_until(env, "aging")
+    assert env.server is not None
+    os.kill(env.server.pid, signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        status = advance_until(env, "cutting_over")
+        assert status["error"] is None or "timed out" in status["error"]
+        time.sleep(1)
+        env.rollover("advance", env.name)
+        assert (
+            json.loads(env.rollover("status", env.name, "--json").stdout)["phase"] == "cutting_over"
+        )  # the old records stay while the server cannot be seen
+    finally:
+        os.kill(env.server.pid, signal.SIGCONT)
+    finish(env)
+    response = env.lab.query(env.lab.primary, env.owner, "TLSA")
+    assert len([r for rrset in response.answer if rrset.rdtype == 52 for r in rrset]) == 1
+
+
+def test_someone_edits_the_rrset_mid_rollover(env: ServiceEnv, lab: Lab) -> None:
+    """A foreign record appears between our read and our change: CAS, then it is kept."""
+    from tests.test_matching import rec
+
+    start(env)
+    foreign = "3 1 1 " + "f0" * 32
+    lab.update("example.test.", add=((env.owner, 2, "TLSA", foreign),))
+    finish(env)
+    response = lab.query(lab.primary, env.owner, "TLSA")
+    served = {str(r) for rrset in response.answer if rrset.rdtype == 52 for r in rrset}
+    assert served == {str(rec("3 1 1", env.next_leaf)), foreign}  # never touched
