@@ -156,7 +156,14 @@ def _chain(
         chain = [x509.load_der_x509_certificate(der) for der in presented.certificates]
     except ValueError:
         chain = []
-    result = match_chain(records, chain, port=port, reference_names=reference_names, now=now)
+    pkix_ok = None
+    if port != 25 and reference_names and any(a.params.usage in (0, 1) for a in records):
+        from rollover.pkix import pkix_validator
+
+        pkix_ok = pkix_validator(reference_names[0], now)
+    result = match_chain(
+        records, chain, port=port, reference_names=reference_names, now=now, pkix_ok=pkix_ok
+    )
     kind = presented.asked if presented.asked != "default" else "default handshake"
     if records and not result.ok:
         codes.append(2 if enforce else 1)

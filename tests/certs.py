@@ -46,6 +46,7 @@ def make_cert(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     dns_names: tuple[str, ...] = (),
+    pkix: bool = False,
 ) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     issuer_name, signing_key = (name, key) if issuer is None else (issuer[0].subject, issuer[1])
@@ -63,6 +64,33 @@ def make_cert(
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
         )
+    if pkix:
+        # What a WebPKI validator insists on: key identifiers, key usage, EKU on leaves.
+        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())  # type: ignore[arg-type]
+        builder = builder.add_extension(ski, critical=False)
+        issuer_key = signing_key.public_key()
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key),  # type: ignore[arg-type]
+            critical=False,
+        )
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
     return builder.sign(signing_key, _hash_for(signing_key))
 
 
@@ -76,13 +104,17 @@ class Pki:
     leaf_key: CertificateIssuerPrivateKeyTypes
 
 
-def make_pki(leaf_kind: str = "p256", tag: str = "", host: str = "mx1.example.test") -> Pki:
+def make_pki(
+    leaf_kind: str = "p256", tag: str = "", host: str = "mx1.example.test", pkix: bool = False
+) -> Pki:
     root_key = make_key("p384", "root" + tag)
-    root = make_cert(f"Test Root {tag}", root_key, ca=True)
+    root = make_cert(f"Test Root {tag}", root_key, ca=True, pkix=pkix)
     int_key = make_key("p256", "int" + tag)
-    intermediate = make_cert(f"Test Intermediate {tag}", int_key, (root, root_key), ca=True)
+    intermediate = make_cert(
+        f"Test Intermediate {tag}", int_key, (root, root_key), ca=True, pkix=pkix
+    )
     leaf_key = make_key(leaf_kind, "leaf" + tag)
-    leaf = make_cert(host, leaf_key, (intermediate, int_key), dns_names=(host,))
+    leaf = make_cert(host, leaf_key, (intermediate, int_key), dns_names=(host,), pkix=pkix)
     return Pki(root, root_key, intermediate, int_key, leaf, leaf_key)
 
 

@@ -157,3 +157,27 @@ def test_name_matches(sans: tuple[str, ...], reference: str, ok: bool) -> None:
 def test_cn_only_without_dns_ids() -> None:
     cert = make_cert("mx1.example.test", make_key("p256", "cn-only"))
     assert name_matches(cert, "mx1.example.test")
+
+
+def test_pkix_usages_validate_against_a_trust_store() -> None:
+    from rollover.pkix import pkix_validator
+
+    pki = make_pki("p256", tag="pkix", host="www.example.test", pkix=True)
+    chain = [pki.leaf, pki.intermediate]
+    trusted = pkix_validator("www.example.test", NOW, roots=[pki.root])
+    untrusted = pkix_validator("www.example.test", NOW, roots=[OTHER.root])
+    wrong_name = pkix_validator("other.example.test", NOW, roots=[pki.root])
+    records = frozenset({rec("1 1 1", pki.leaf)})
+    assert match_chain(records, chain, port=443, reference_names=[], now=NOW, pkix_ok=trusted).ok
+    assert not match_chain(
+        records, chain, port=443, reference_names=[], now=NOW, pkix_ok=untrusted
+    ).ok
+    assert not match_chain(
+        records, chain, port=443, reference_names=[], now=NOW, pkix_ok=wrong_name
+    ).ok
+    ta = frozenset({rec("0 0 1", pki.intermediate)})
+    assert match_chain(
+        ta, chain, port=443, reference_names=["www.example.test"], now=NOW, pkix_ok=trusted
+    ).ok
+    # On port 25 the same records are unusable whatever the store says (RFC 7672).
+    assert not match_chain(records, chain, port=25, reference_names=[], now=NOW, pkix_ok=trusted).ok
