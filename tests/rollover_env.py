@@ -202,6 +202,8 @@ class ServiceEnv:
                     "type": "rfc2136",
                     "server": "127.0.0.1",
                     "port": self.lab.port,
+                    "timeout": 2,
+                    "retries": 2,
                     "tsig": {"name": TSIG_NAME, "secret_file": str(self.lab.secret_file)},
                 }
             },
