@@ -95,3 +95,22 @@ def passphrase(path: str | None, env_name: str) -> bytes | None:
         return first.rstrip(b"\r\n")
     value = os.environ.get(env_name)
     return value.encode() if value else None
+
+
+def service_live(config: Any, service: Any) -> Any:
+    """A probe of every chain the service presents, with its probe settings (the withdraw guard
+    and the rollover's cut-over both use it)."""
+
+    def live() -> Any:
+        from rollover.verifier import live_chains
+
+        return live_chains(
+            service.host,
+            service.port,
+            connect=service.probe.connect,
+            starttls=service.probe.starttls,
+            resolvers=list(service.resolvers or config.resolvers),
+            timeout=service.probe.timeout,
+        )
+
+    return live

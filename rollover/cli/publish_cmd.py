@@ -131,7 +131,7 @@ def withdraw_command(
     from datetime import UTC, datetime
 
     from rollover.errors import InputError
-    from rollover.publishing import LiveChains, associations_by_data, withdraw
+    from rollover.publishing import associations_by_data, withdraw
     from state.ownership import OwnershipStore
 
     cfg = common.load_config(config)
@@ -148,17 +148,7 @@ def withdraw_command(
         associations = _source_associations(service, cert, key, passphrase_file, passphrase_env)
     store = OwnershipStore(common.state_dir(cfg, state_dir))
 
-    def live() -> LiveChains:
-        from rollover.verifier import live_chains
-
-        return live_chains(
-            service.host,
-            service.port,
-            connect=service.probe.connect,
-            starttls=service.probe.starttls,
-            resolvers=list(service.resolvers or cfg.resolvers),
-            timeout=service.probe.timeout,
-        )
+    live = common.service_live(cfg, service)
 
     withdraw(
         service,

@@ -41,7 +41,6 @@ def _engine(cfg: Any, name: str, state_dir: str | None, out: Any) -> "Engine":
     from rollover.clock import SystemClock
     from rollover.engine import Engine
     from rollover.observer import DnsObserver
-    from rollover.verifier import live_chains
     from state.ownership import OwnershipStore
     from state.store import SqliteStateStore
 
@@ -52,15 +51,7 @@ def _engine(cfg: Any, name: str, state_dir: str | None, out: Any) -> "Engine":
         resolvers=resolvers, authoritative=list(service.authoritative), timeout=2.0
     )
 
-    def live() -> Any:
-        return live_chains(
-            service.host,
-            service.port,
-            connect=service.probe.connect,
-            starttls=service.probe.starttls,
-            resolvers=resolvers,
-            timeout=service.probe.timeout,
-        )
+    live = common.service_live(cfg, service)
 
     provider = common.make_provider(cfg, service.provider)
     view: Any = observer
