@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from providers.base import Provider
+from providers.base import Provider, Receipt
 from rollover.association import Association
 from rollover.clock import Clock
 from rollover.config import ServiceConfig
@@ -294,6 +294,9 @@ class Engine:
         if self.on_event is not None:
             self.on_event(event, rollover, message)
 
+    def acquire_lease(self, rollover: Rollover) -> bool:
+        return self._lease(rollover)
+
     def _lease(self, rollover: Rollover) -> bool:
         """Take the lease; take it over from a holder on this host whose process is gone
         (a crashed ``advance``), without waiting for it to expire."""
@@ -398,26 +401,40 @@ class Engine:
         elif decision.action is Action.RETIRE:
             self._retire(r)
 
+    def pending_change(self, r: Rollover) -> Change | None:
+        """The provider change the current phase needs (publish or retire), or None."""
+        if r.phase == Phase.PUBLISHING:
+            change = plan_publish(self.provider.read(r.owner), r.new, self.service.ttl)
+            return None if change.is_noop else change
+        if r.phase == Phase.RETIRING:
+            return self._retire_change(r)
+        return None
+
+    def before_change(self, r: Rollover, change: Change) -> None:
+        if change.added:
+            self.ownership.claim(r.owner, change.added, r.service, self.clock.now())
+
+    def after_change(self, r: Rollover, change: Change, receipt: Receipt) -> None:
+        """Record a change applied for this rollover (alone or in a batch); wait for it."""
+        detail: dict[str, object] = {"provider": receipt.provider, "change_id": receipt.change_id}
+        if change.added:
+            detail["added"] = sorted(map(str, change.added))
+        if change.removed:
+            self.ownership.release(r.owner, change.removed)
+            detail["removed"] = sorted(map(str, change.removed))
+        self.store.append(r, self.clock.now(), "provider-change", detail)
+        self.provider.wait(receipt, self.wait_timeout)
+        if change.added:
+            self.ownership.confirm(r.owner, change.added, self.clock.now())
+
     def _publish(self, r: Rollover) -> None:
-        current = self.provider.read(r.owner)
-        change = plan_publish(current, r.new, self.service.ttl)
-        if change.is_noop:
+        change = self.pending_change(r)
+        if change is None:
             return
-        self.ownership.claim(r.owner, change.added, r.service, self.clock.now())
+        self.before_change(r, change)
         receipt = self.provider.apply(change)
         crash_point("after-publish")
-        self.store.append(
-            r,
-            self.clock.now(),
-            "provider-change",
-            {
-                "provider": receipt.provider,
-                "change_id": receipt.change_id,
-                "added": sorted(map(str, change.added)),
-            },
-        )
-        self.provider.wait(receipt, self.wait_timeout)
-        self.ownership.confirm(r.owner, change.added, self.clock.now())
+        self.after_change(r, change, receipt)
 
     def _deploy(self, r: Rollover) -> None:
         deploy = self.service.deploy
@@ -453,7 +470,7 @@ class Engine:
     def _backup_dir(self, r: Rollover) -> Path:
         return Path(self.state_dir) / "backups" / f"{r.service}-{r.id}"
 
-    def _retire(self, r: Rollover) -> None:
+    def _retire_change(self, r: Rollover) -> Change | None:
         current = self.provider.read(r.owner)
         live = self.live()
         if live.error is not None:
@@ -467,23 +484,18 @@ class Engine:
             if not any(_matches(a, chain, self.service, now) for chain in live.chains)
         }
         if not retiring:
-            return
+            return None
         change = Change(current, TlsaRRset(r.owner, current.ttl, current.records - retiring))
         check_live(change, live, port=self.service.port, host=self.service.host, now=now)
+        return change
+
+    def _retire(self, r: Rollover) -> None:
+        change = self._retire_change(r)
+        if change is None:
+            return
         receipt = self.provider.apply(change)
         crash_point("after-retire")
-        self.ownership.release(r.owner, frozenset(retiring))
-        self.store.append(
-            r,
-            now,
-            "provider-change",
-            {
-                "provider": receipt.provider,
-                "change_id": receipt.change_id,
-                "removed": sorted(map(str, retiring)),
-            },
-        )
-        self.provider.wait(receipt, self.wait_timeout)
+        self.after_change(r, change, receipt)
 
     # -- abort and rollback ----------------------------------------------------------------
     def abort(self) -> Rollover:

@@ -462,3 +462,83 @@ def test_rollover_start_to_done_on_route53(moto_endpoint: str, aws_env: None, tm
         assert "testing-secret" not in run.stdout + run.stderr + started.stdout
     finally:
         env.stop_server()
+
+
+def test_several_services_in_one_zone_go_out_as_one_batch(
+    moto_endpoint: str, aws_env: None, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """advance --all: two rollovers in one hosted zone due in the same tick, one change batch."""
+    import json
+
+    import yaml
+
+    import providers as provider_registry
+    from rollover.batching import batch_provider_changes
+    from rollover.cli.rollover_cmd import _engine
+    from rollover.config import load_config
+    from rollover.engine import load_staged
+    from tests.rollover_env import ServiceEnv
+
+    suffix = f"b{time.time_ns()}.example.org."
+    zone(moto_endpoint, suffix)
+
+    class NoLab:
+        primary = secondary = resolver = sender_resolver = "127.0.0.1:1"
+        port = 1
+        secret_file = tmp_path / "unused"
+
+    envs = [
+        ServiceEnv(
+            NoLab(),
+            tmp_path / f"s{i}",
+            name=f"mx{i}",  # type: ignore[arg-type]
+            host=f"mx{i}.{suffix.rstrip('.')}",
+        )
+        for i in range(2)
+    ]
+    try:
+        services = {}
+        for env in envs:
+            env.start_server()
+            env.write_config()
+            service = yaml.safe_load(env.config.read_text())["services"][env.name]
+            service.update(provider="aws", observe_via="provider", ttl=1)
+            del service["authoritative"]
+            services[env.name] = service
+        doc = {
+            "providers": {"aws": {"type": "route53", "endpoint_url": moto_endpoint}},
+            "state_dir": str(tmp_path / "state"),
+            "services": services,
+        }
+        config = tmp_path / "rollover.yaml"
+        config.write_text(yaml.safe_dump(doc))
+        for env in envs:
+            env.config = config
+            assert (
+                env.rollover(
+                    "publish", env.name, "--cert", str(env.deploy_chain), env=CREDENTIALS
+                ).returncode
+                == 0
+            )
+        cfg = load_config(str(config), provider_registry.settings_parser)
+        engines = [_engine(cfg, env.name, None, lambda _l: None) for env in envs]
+        for engine, env in zip(engines, envs, strict=True):
+            engine.start(
+                load_staged(str(env.staged_chain), str(env.staged_key), None), allow_insecure=True
+            )
+        assert batch_provider_changes(engines, lambda _l: None) == 1
+        ids = set()
+        for env in envs:
+            history = json.loads(
+                env.rollover("history", env.name, "--json", env=CREDENTIALS).stdout
+            )
+            changes = [h for h in history if h["event"] == "provider-change"]
+            assert len(changes) == 1
+            ids.add(changes[0]["detail"]["change_id"])
+        assert len(ids) == 1  # one ChangeResourceRecordSets for both services
+        # The ordinary advance then carries both to done without publishing again.
+        run = envs[0].rollover("advance", "--all", env=CREDENTIALS)
+        assert run.returncode == 0, run.stderr
+    finally:
+        for env in envs:
+            env.stop_server()

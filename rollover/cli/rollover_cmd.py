@@ -205,9 +205,25 @@ def advance(
     else:
         raise InputError("give a SERVICE or --all")
     worst = 0
+    engines = {}
     for name in names:
         try:
-            result = _engine(cfg, name, state_dir, _say).advance()
+            engines[name] = _engine(cfg, name, state_dir, _say)
+        except RolloverError as exc:
+            if len(names) == 1:
+                raise
+            common.warn(f"{name}: {exc}")
+            worst = max(worst, exc.exit_code)
+    if len(engines) > 1:
+        from rollover.batching import batch_provider_changes
+
+        try:
+            batch_provider_changes(list(engines.values()), _say)
+        except RolloverError as exc:
+            common.warn(f"batched provider change: {exc}")  # the per-service path retries
+    for name, engine in engines.items():
+        try:
+            result = engine.advance()
         except RolloverError as exc:
             if len(names) == 1:
                 raise
