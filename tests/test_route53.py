@@ -101,6 +101,13 @@ def test_no_zone_and_explicit_zone_id(moto_endpoint: str, aws_env: None) -> None
     assert pinned.zone_for(f"_25._tcp.mx.{suffix}") == suffix
     with pytest.raises(ConfigError, match="is not in hosted zone"):
         pinned.zone_for("_25._tcp.mx.other.example.")
+    twice = f"t{time.time_ns()}.example.net."
+    zone(moto_endpoint, twice)
+    zone(moto_endpoint, twice)
+    with pytest.raises(ConfigError, match="several hosted zones named"):
+        Route53Provider("r53", Route53Settings(endpoint_url=moto_endpoint)).zone_for(
+            f"_25._tcp.mx.{twice}"
+        )
     missing = Route53Provider(
         "r53", Route53Settings(hosted_zone_id="Z0000000NOSUCH", endpoint_url=moto_endpoint)
     )
