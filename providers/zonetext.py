@@ -111,13 +111,15 @@ def _classify(records: list[LogicalRecord], zone: dns.name.Name, source: str) ->
                     "supported; point the provider at the included file"
                 )
             if directive == "$ORIGIN" and len(record.tokens) > 1:
-                origin = dns.name.from_text(record.tokens[1].text, origin)
+                origin = _name(record.tokens[1].text, origin, source, record.start)
             record.rdtype = directive
             continue
         index = 0
         if record.explicit_owner:
             owner_text = record.tokens[0].text
-            last_owner = origin if owner_text == "@" else dns.name.from_text(owner_text, origin)
+            last_owner = (
+                origin if owner_text == "@" else _name(owner_text, origin, source, record.start)
+            )
             index = 1
         record.owner = last_owner
         while index < len(record.tokens) and (
@@ -127,6 +129,13 @@ def _classify(records: list[LogicalRecord], zone: dns.name.Name, source: str) ->
         if index < len(record.tokens):
             record.rdtype = record.tokens[index].text.upper()
             record.rdata_index = index + 1
+
+
+def _name(text: str, origin: dns.name.Name, source: str, line: int) -> dns.name.Name:
+    try:
+        return dns.name.from_text(text, origin)
+    except dns.exception.DNSException as exc:
+        raise ProviderError(f"{source}: line {line + 1}: bad name {text[:40]!r}: {exc}") from None
 
 
 def next_serial(old: int, today: date) -> int:

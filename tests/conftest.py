@@ -54,3 +54,10 @@ def lab():  # type: ignore[no-untyped-def]
         pytest.fail(f"the DNS lab could not start: {exc}")
     yield running
     running.stop()
+
+
+# Reproducible property tests: the same examples on every run (and in CI).
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("rollover", derandomize=True)
+_hypothesis_settings.load_profile("rollover")

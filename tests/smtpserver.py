@@ -48,7 +48,11 @@ class SmtpServer:
     def start(self) -> SmtpServer:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.address, self.port))
+        try:
+            self._sock.bind((self.address, self.port))
+        except OSError:
+            self._sock.close()
+            raise
         self.port = self._sock.getsockname()[1]
         self._sock.listen(64)
         self._sock.settimeout(0.2)
