@@ -274,3 +274,6 @@ def test_record_does_not_import_dnspython_or_boto3() -> None:
         m for m in modules if m.split(".")[0] in ("dns", "boto3", "botocore", "yaml", "pydantic")
     }
     assert heavy == set()
+    # Only the record command's module is registered (typer inspects every registered command).
+    assert "rollover.cli.record" in modules
+    assert "rollover.cli.rollover_cmd" not in modules and "rollover.cli.verify_cmd" not in modules

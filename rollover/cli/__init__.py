@@ -4,21 +4,36 @@ Each command lives in its own module and imports what it needs inside the functi
 ``rollover record`` starts without loading dnspython or boto3.
 """
 
+import importlib
 import sys
 
 import typer
 
 from rollover import __version__
-from rollover.cli import config_cmd as _config_cmd
-from rollover.cli import dns_cmd as _dns_cmd
-from rollover.cli import hook_cmd as _hook_cmd
-from rollover.cli import metrics_cmd as _metrics_cmd
-from rollover.cli import next_cmd as _next_cmd
-from rollover.cli import publish_cmd as _publish_cmd
-from rollover.cli import record as _record
-from rollover.cli import rollover_cmd as _rollover_cmd
-from rollover.cli import verify_cmd as _verify_cmd
 from rollover.errors import RolloverError
+
+# Which module registers which command. Only the module of the command being run is imported and
+# registered: typer inspects every registered command's signature at start-up, and with all of
+# them `rollover record` started ~20 ms slower (benchmarks/bench_record.py).
+COMMAND_MODULES = {
+    "record": "record",
+    "dns": "dns_cmd",
+    "publish": "publish_cmd",
+    "withdraw": "publish_cmd",
+    "verify": "verify_cmd",
+    "start": "rollover_cmd",
+    "advance": "rollover_cmd",
+    "run": "rollover_cmd",
+    "status": "rollover_cmd",
+    "abort": "rollover_cmd",
+    "rollback": "rollover_cmd",
+    "history": "rollover_cmd",
+    "config": "config_cmd",
+    "hook": "hook_cmd",
+    "metrics": "metrics_cmd",
+    "next": "next_cmd",
+}
+_ROOT_OPTIONS_WITH_VALUE = ("--log-format",)
 
 app = typer.Typer(
     name="rollover",
@@ -58,19 +73,39 @@ def _root(
     common.LOG_FORMAT["value"] = log_format
 
 
-_record.register(app)
-_dns_cmd.register(app)
-_publish_cmd.register(app)
-_verify_cmd.register(app)
-_rollover_cmd.register(app)
-_config_cmd.register(app)
-_hook_cmd.register(app)
-_metrics_cmd.register(app)
-_next_cmd.register(app)
+def _command_name(argv: list[str]) -> str | None:
+    """The subcommand in ``argv`` (skipping root options and their values), if any."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        if token in _ROOT_OPTIONS_WITH_VALUE:
+            skip = True
+            continue
+        if token.startswith("-"):
+            continue
+        return token
+    return None
+
+
+def register_commands(names: list[str] | None = None) -> None:
+    """Register the modules of ``names`` (every command when None or unknown)."""
+    wanted = [COMMAND_MODULES[n] for n in names or [] if n in COMMAND_MODULES]
+    modules = dict.fromkeys(wanted or COMMAND_MODULES.values())
+    for module in modules:
+        if module not in _registered:
+            importlib.import_module(f"rollover.cli.{module}").register(app)
+            _registered.add(module)
+
+
+_registered: set[str] = set()
 
 
 def main() -> None:
     """Console entry point: one line on stderr and a documented exit code for every failure."""
+    name = _command_name(sys.argv[1:])
+    register_commands([name] if name else None)
     try:
         app(prog_name="rollover")
     except RolloverError as exc:
