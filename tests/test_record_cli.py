@@ -275,5 +275,20 @@ def test_record_does_not_import_dnspython_or_boto3() -> None:
     }
     assert heavy == set()
     # Only the record command's module is registered (typer inspects every registered command).
-    assert "rollover.cli.record" in modules
-    assert "rollover.cli.rollover_cmd" not in modules and "rollover.cli.verify_cmd" not in modules
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            f"sys.argv = ['rollover', 'record', {str(REPO / 'examples' / 'mx1-fullchain.pem')!r}]\n"
+            "from rollover.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('rollover.cli')), file=sys.stderr)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    assert "'rollover.cli.record'" in loaded
+    assert "rollover_cmd" not in loaded
+    assert "verify_cmd" not in loaded
