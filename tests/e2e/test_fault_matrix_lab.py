@@ -165,3 +165,27 @@ def test_someone_edits_the_rrset_mid_rollover(env: ServiceEnv, lab: Lab) -> None
     response = lab.query(lab.primary, env.owner, "TLSA")
     served = {str(r) for rrset in response.answer if rrset.rdtype == 52 for r in rrset}
     assert served == {str(rec("3 1 1", env.next_leaf)), foreign}  # never touched
+
+
+def test_secondary_stops_transferring_mid_rollover(env: ServiceEnv, lab: Lab) -> None:
+    """The clock does not start while one authoritative server lags; it does once it catches up."""
+    sender = env.sender().start()
+    lab.pause_secondary_transfers()
+    try:
+        wait_sender_ready(sender)
+        start(env)
+        for _ in range(4):
+            env.rollover("advance", env.name)
+            time.sleep(0.5)
+        status = json.loads(env.rollover("status", env.name, "--json").stdout)
+        assert status["phase"] == "propagating"  # the secondary does not serve the new RRset
+        assert status["propagated_at"] is None
+    finally:
+        lab.resume_secondary_transfers()
+    try:
+        finish(env)
+        time.sleep(0.5)
+    finally:
+        sender.stop()
+    assert sender.failures == []
+    assert spki_der(env.served_leaf()) == spki_der(env.next_leaf)
