@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import dns.exception
 import dns.flags
@@ -30,10 +29,9 @@ import dns.update
 from providers.base import Receipt
 from providers.tsig import ALGORITHMS, TsigKey, read_key_file, read_secret_file
 from rollover.addresses import format_server, parse_server
-from rollover.association import Association
+from rollover.association import associations_from_rdata
 from rollover.config import Section, check_secret_file
 from rollover.errors import ConfigError, ConflictError, InputError, ProviderError
-from rollover.params import TlsaParams
 from rollover.plan import Change, TlsaRRset
 
 
@@ -199,7 +197,7 @@ class Rfc2136Provider:
                     "manage the TLSA records at the target name"
                 )
             if rrset.name == name and rrset.rdtype == dns.rdatatype.TLSA:
-                return TlsaRRset(owner, rrset.ttl, _associations(rrset))
+                return TlsaRRset(owner, rrset.ttl, associations_from_rdata(rrset))
         return TlsaRRset(owner)
 
     def apply(self, change: Change) -> Receipt:
@@ -285,9 +283,3 @@ def _rdataset(rrset: TlsaRRset, ttl: int | None = None) -> dns.rdataset.Rdataset
         for a in sorted(rrset.records)
     ]
     return dns.rdataset.from_rdata_list(rrset.ttl or 0 if ttl is None else ttl, rdatas)
-
-
-def _associations(rrset: Any) -> frozenset[Association]:
-    return frozenset(
-        Association(TlsaParams(r.usage, r.selector, r.mtype), bytes(r.cert)) for r in rrset
-    )

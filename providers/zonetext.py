@@ -18,9 +18,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from rollover.association import Association
+from rollover.association import associations_from_rdata
 from rollover.errors import ProviderError
-from rollover.params import TlsaParams
 from rollover.plan import TlsaRRset
 
 _TTL = re.compile(r"^\d+([smhdw](\d+[smhdw])*)?$", re.IGNORECASE)
@@ -168,13 +167,7 @@ def read_rrset(text: str, zone: str, owner: str, source: str) -> TlsaRRset:
     rdataset = parsed.get_rdataset(dns.name.from_text(owner), dns.rdatatype.TLSA)
     if rdataset is None:
         return TlsaRRset(owner)
-    return TlsaRRset(
-        owner,
-        rdataset.ttl,
-        frozenset(
-            Association(TlsaParams(r.usage, r.selector, r.mtype), bytes(r.cert)) for r in rdataset
-        ),
-    )
+    return TlsaRRset(owner, rdataset.ttl, associations_from_rdata(rdataset))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from rollover.errors import InputError
 from rollover.params import MTYPE_DIGEST_SIZE, TlsaParams, parse_params
@@ -32,6 +34,14 @@ class Association:
         """False for digests of the wrong length (RFC 7671 section 5: such records are unusable)."""
         size = MTYPE_DIGEST_SIZE.get(self.params.mtype)
         return size is None or len(self.data) == size
+
+
+def associations_from_rdata(rdatas: Iterable[Any]) -> frozenset[Association]:
+    """Associations from TLSA rdata objects (dnspython's, or anything with usage, selector,
+    mtype and cert); kept free of a dnspython import so that ``rollover record`` stays light."""
+    return frozenset(
+        Association(TlsaParams(r.usage, r.selector, r.mtype), bytes(r.cert)) for r in rdatas
+    )
 
 
 def parse_association(text: str) -> Association:

@@ -48,10 +48,6 @@ def issued_by(subject: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def is_self_signed(certificate: x509.Certificate) -> bool:
-    return issued_by(certificate, certificate)
-
-
 def is_ca(certificate: x509.Certificate) -> bool:
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)

@@ -25,7 +25,7 @@ import dns.resolver
 import dns.rrset
 
 from rollover.addresses import format_server, parse_server
-from rollover.association import Association
+from rollover.association import Association, associations_from_rdata
 from rollover.errors import InputError, ObserverError
 from rollover.observation import (
     DNSSEC_EDE_CODES,
@@ -34,7 +34,6 @@ from rollover.observation import (
     ServerAnswer,
     classify,
 )
-from rollover.params import TlsaParams
 
 MAX_CNAME_HOPS = 8
 PAYLOAD = 1232  # DNS flag day 2020 EDNS buffer size
@@ -387,8 +386,4 @@ def _final_rrset(response: dns.message.Message, name: dns.name.Name) -> dns.rrse
 
 
 def _associations(rrset: dns.rrset.RRset | None) -> frozenset[Association]:
-    if rrset is None:
-        return frozenset()
-    return frozenset(
-        Association(TlsaParams(r.usage, r.selector, r.mtype), bytes(r.cert)) for r in rrset
-    )
+    return frozenset() if rrset is None else associations_from_rdata(rrset)

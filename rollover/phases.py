@@ -64,7 +64,6 @@ class Rollover:
     rolled_back: bool = False
     id: int | None = None
     version: int = 0
-    change_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,9 +244,3 @@ def apply_decision(r: Rollover, decision: Decision, now: datetime) -> Rollover:
     if decision.phase == Phase.PUBLISHING and decision.phase != r.phase:
         changes.update(published_at=None, propagated_at=None)
     return replace(r, phase=decision.phase, **changes)  # type: ignore[arg-type]
-
-
-def wanted_during(r: Rollover) -> frozenset[Association]:
-    """The associations every server must serve before the deploy: the new ones (the old ones
-    stay too, unless another party removed them, which is theirs to decide)."""
-    return r.new

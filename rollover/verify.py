@@ -9,7 +9,7 @@ wins, CRITICAL > UNKNOWN > WARNING > OK.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -261,11 +261,3 @@ def report_text(reports: Sequence[AddressReport], notes: Sequence[str] = ()) -> 
     code = worst([r.exit for r in reports] + ([3] if not reports else []))
     lines.append(STATUS[code])
     return "\n".join(lines) + "\n"
-
-
-@dataclass
-class Target:
-    """One host to verify, with the reference names DANE-TA checks against."""
-
-    host: str
-    reference_names: list[str] = field(default_factory=list)

@@ -92,8 +92,6 @@ def _decode(row_id: int, version: int, text: str) -> Rollover:
             value = Phase(raw)
         elif "datetime" in kind and raw is not None:
             value = datetime.fromisoformat(raw)
-        elif name == "change_ids":
-            value = tuple(raw)
         values[name] = value
     return Rollover(**values)
 

@@ -22,9 +22,8 @@ import dns.rdatatype
 import yaml
 from cryptography import x509
 
-from rollover.association import Association
+from rollover.association import Association, associations_from_rdata
 from rollover.matching import match_chain
-from rollover.params import TlsaParams
 from rollover.probe import TlsProbe
 from tests.certs import key_pem, make_cert, make_key, make_pki, pem
 from tests.lab import TSIG_NAME, Lab
@@ -63,11 +62,8 @@ class Sender:
         response = dns.query.udp(query, address, port=int(port), timeout=2)
         if not response.flags & dns.flags.AD:
             return None
-        return frozenset(
-            Association(TlsaParams(r.usage, r.selector, r.mtype), bytes(r.cert))
-            for rrset in response.answer
-            if rrset.rdtype == dns.rdatatype.TLSA
-            for r in rrset
+        return associations_from_rdata(
+            r for rrset in response.answer if rrset.rdtype == dns.rdatatype.TLSA for r in rrset
         )
 
     def _loop(self) -> None:
