@@ -10,7 +10,8 @@
 - Values are presentation strings (``"3 1 1 <hex>"``), compared as parsed rdata, never as strings.
 - Waiting: GetChange until INSYNC (bounded), then read back.
 - Throttling (5 requests/s per account) and PriorRequestNotComplete: botocore's standard retry
-  mode, then a bounded retry here with backoff; a clear error when attempts run out.
+  mode, then a retry here with backoff, ``max_attempts`` requests per call in all (botocore's
+  own retries counted, from ``RetryAttempts``); a clear error when attempts run out.
 - Limits checked before sending: 1,000 ResourceRecord elements per batch (UPSERT counts twice)
   and 32,000 characters of values.
 """
@@ -90,7 +91,7 @@ def make_client(settings: Route53Settings) -> Any:
         profile_name=settings.profile, region_name=settings.region or "us-east-1"
     )
     config = Config(
-        retries={"mode": "standard", "max_attempts": settings.max_attempts},
+        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
         connect_timeout=10,
         read_timeout=30,
     )
@@ -130,17 +131,20 @@ class Route53Provider:
 
         method = getattr(self.client, _snake(operation))
         delay = 0.5
-        for attempt in range(self.settings.max_attempts):
+        attempts = 0  # requests sent, botocore's own retries included
+        while True:
             try:
                 return method(**kwargs)
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 message = exc.response.get("Error", {}).get("Message", "")
-                if code in RETRYABLE and attempt + 1 < self.settings.max_attempts:
+                retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+                attempts += 1 + int(retried or 0)
+                if code in RETRYABLE and attempts < self.settings.max_attempts:
                     self._sleep(delay)
                     delay = min(delay * 2, 10.0)
                     continue
-                raise self._error(operation, code, message) from None
+                raise self._error(operation, code, message, attempts) from None
             except NoCredentialsError:
                 raise ProviderError(
                     f"{self.name}: no AWS credentials found (environment, "
@@ -152,13 +156,12 @@ class Route53Provider:
                 ) from None
             except BotoCoreError as exc:
                 raise ProviderError(f"{self.name}: {operation} failed: {exc}") from None
-        raise ProviderError(f"{self.name}: {operation}: retries exhausted")  # pragma: no cover
 
-    def _error(self, operation: str, code: str, message: str) -> ProviderError:
+    def _error(self, operation: str, code: str, message: str, attempts: int = 1) -> ProviderError:
         if code in RETRYABLE:
             return ProviderError(
                 f"{self.name}: {operation} throttled by Route 53 ({code}); "
-                f"gave up after {self.settings.max_attempts} attempts"
+                f"gave up after {attempts} attempts"
             )
         if code == "NoSuchHostedZone":
             return ProviderError(

@@ -4,6 +4,9 @@ The edit holds an exclusive lock (a ``.<name>.rollover-lock`` file beside the zo
 that the RRset is still the one the change was planned from (compare-and-swap), writes a temp file
 in the same directory, fsyncs it, keeps the mode and owner, renames it over the zone file and
 fsyncs the directory. The reload command runs afterwards; its failure is reported.
+
+The whole file is parsed in memory, so a file over ``max_bytes`` (default 64 MiB) is refused
+before it is read.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class ZoneFileSettings:
     zone: str
     reload: list[str] | str | None = None
     reload_timeout: float = 60.0
+    max_bytes: int = 64 * 1024 * 1024
 
 
 def parse_settings(section: Section, warnings: list[str]) -> ZoneFileSettings:
@@ -41,12 +45,13 @@ def parse_settings(section: Section, warnings: list[str]) -> ZoneFileSettings:
     zone = section.text("zone", required=True)
     reload = section.command("reload")
     timeout = section.number("reload_timeout", 60.0, low=0.1)
+    max_bytes = section.integer("max_bytes", 64 * 1024 * 1024, low=1024)
     del warnings
     try:
         zone = dns.name.from_text(zone).to_text().lower()
     except dns.exception.DNSException as exc:
         raise section.fail("zone", str(exc)) from None
-    return ZoneFileSettings(path, zone, reload, timeout)
+    return ZoneFileSettings(path, zone, reload, timeout, max_bytes)
 
 
 def create(name: str, settings: ZoneFileSettings) -> ZoneFileProvider:
@@ -71,8 +76,17 @@ class ZoneFileProvider:
 
     def _read_text(self) -> str:
         try:
-            with open(self.settings.path, encoding="utf-8") as handle:
-                return handle.read()
+            with open(self.settings.path, "rb") as handle:
+                limit = self.settings.max_bytes
+                if (
+                    os.fstat(handle.fileno()).st_size > limit
+                    or len(data := handle.read(limit + 1)) > limit
+                ):
+                    raise ProviderError(
+                        f"{self.name}: {self.settings.path}: larger than {limit} bytes "
+                        "(max_bytes); refusing to read it"
+                    )
+                return data.decode("utf-8")
         except FileNotFoundError:
             raise ProviderError(f"{self.name}: {self.settings.path}: no such zone file") from None
         except (OSError, UnicodeDecodeError) as exc:

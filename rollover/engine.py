@@ -28,7 +28,7 @@ from rollover.deploy import DeployError, FileDeployer, write_file
 from rollover.errors import InputError, PreconditionError, RolloverError
 from rollover.faults import crash_point
 from rollover.matching import match_chain
-from rollover.observation import DnssecState, Observation
+from rollover.observation import DnssecState, Observation, resolver_lag
 from rollover.observer import DnsObserver
 from rollover.phases import (
     BEFORE_DEPLOY,
@@ -97,6 +97,7 @@ class AdvanceResult:
     progressed: bool
     message: str
     acted: bool = True  # False when another process holds the lease
+    fault: str | None = None  # why it waits, when that is something broken (not just slow)
 
 
 class Engine:
@@ -253,6 +254,7 @@ class Engine:
             )
         progressed = False
         message = ""
+        fault: str | None = None
         try:
             for _step in range(20):
                 rollover = self.store.current(self.service.name) or rollover
@@ -265,7 +267,8 @@ class Engine:
                 if decision.action is not Action.NONE:
                     self._act(rollover, decision)
                 if decision.phase == rollover.phase and decision.action is Action.NONE:
-                    rollover = self._save_wait(rollover, decision)
+                    rollover = self._save_wait(rollover, decision, facts.fault)
+                    fault = facts.fault
                     break
                 previous = rollover.phase
                 rollover = self.store.save(apply_decision(rollover, decision, now))
@@ -288,7 +291,7 @@ class Engine:
             raise
         finally:
             self.store.release(rollover, self.holder)
-        return AdvanceResult(rollover, progressed, message)
+        return AdvanceResult(rollover, progressed, message, fault=fault)
 
     def _event(self, event: str, rollover: Rollover, message: str) -> None:
         if self.on_event is not None:
@@ -310,10 +313,16 @@ class Engine:
             return self.store.acquire(rollover, self.holder, now, LEASE_SECONDS)
         return False
 
-    def _save_wait(self, rollover: Rollover, decision: Decision) -> Rollover:
-        if rollover.waiting_until == decision.waiting_until and rollover.error is None:
+    def _save_wait(self, rollover: Rollover, decision: Decision, fault: str | None) -> Rollover:
+        """A wait is stored with the fault that holds it (shown by status), or none."""
+        if rollover.waiting_until == decision.waiting_until and rollover.error == fault:
             return rollover
-        return self.store.save(replace(rollover, waiting_until=decision.waiting_until, error=None))
+        saved = self.store.save(
+            replace(rollover, waiting_until=decision.waiting_until, error=fault)
+        )
+        if fault is not None and fault != rollover.error:
+            self.store.append(saved, self.clock.now(), "fault", {"fault": fault})
+        return saved
 
     def _record_error(self, rollover: Rollover, error: str) -> Rollover:
         latest = self.store.current(self.service.name) or rollover
@@ -327,25 +336,23 @@ class Engine:
     # -- facts -----------------------------------------------------------------------------
     def _facts(self, r: Rollover) -> Facts:
         phase = r.phase
-        if phase in (Phase.PUBLISHING, Phase.RETIRING):
+        if phase == Phase.PUBLISHING:
             return Facts(provider_records=self.provider.read(r.owner).records)
+        if phase == Phase.RETIRING:
+            records = self.provider.read(r.owner).records
+            self._reconcile_retired(r, records)
+            return Facts(provider_records=records)
         if phase in (Phase.PROPAGATING, Phase.DEPLOYING, Phase.VERIFYING):
             records = self.provider.read(r.owner).records
             observation = self.observer.observe(r.owner)
             final = phase == Phase.VERIFYING
-            auth_ok, resolvers_ok, detail = self._served(r, observation, final=final)
-            return Facts(
-                provider_records=records,
-                authoritative_ok=auth_ok,
-                resolvers_ok=resolvers_ok,
-                horizon=observation.cache_horizon,
-                detail=detail,
-            )
+            served = self._served(r, observation, final=final)
+            return replace(served, provider_records=records, horizon=observation.cache_horizon)
         if phase == Phase.CUTTING_OVER:
             crash_point("during-cutover")
             live = self.live()
             if live.error is not None:
-                return Facts(live_new=False, live_error=live.error)
+                return Facts(live_new=False, live_error=live.error, fault=live.error)
             now = self.clock.now()
             ok = bool(live.chains) and all(
                 match_chain(
@@ -360,12 +367,17 @@ class Engine:
             return Facts(live_new=ok)
         return Facts()
 
-    def _served(
-        self, r: Rollover, observation: Observation, *, final: bool
-    ) -> tuple[bool, bool, str]:
-        """Every authoritative server and every resolver serves what this phase needs."""
+    def _served(self, r: Rollover, observation: Observation, *, final: bool) -> Facts:
+        """Every authoritative server and every resolver serves what this phase needs; a
+        server that cannot be asked or a resolver that does not validate is a fault (reported),
+        a server that has not caught up yet is not."""
         if observation.error is not None:
-            return False, False, observation.error
+            return Facts(
+                authoritative_ok=False,
+                resolvers_ok=False,
+                detail=observation.error,
+                fault=observation.error,
+            )
         gone = r.old - r.new
 
         def good(records: frozenset[Association]) -> bool:
@@ -376,21 +388,30 @@ class Engine:
             for a in observation.authoritative
             if a.error is not None or not good(a.records)
         ]
+        faults = [f"{a.address}: {a.error}" for a in observation.authoritative if a.error]
         auth_ok = not lagging and observation.consistent
         allowed = {DnssecState.SECURE} | (
             {DnssecState.INSECURE, DnssecState.INDETERMINATE} if r.allow_insecure else set()
         )
-        slow = [
-            res.address
-            for res in observation.resolvers
-            if res.error is not None or res.state not in allowed or not (final or good(res.records))
-        ]
+        slow = []
+        for res in observation.resolvers:
+            reason = resolver_lag(res, allowed, final or good(res.records))
+            if reason is None:
+                continue
+            slow.append(f"{res.address} ({reason})")
+            if res.error is not None or res.state not in allowed:
+                faults.append(f"resolver {res.address}: {reason}")
         detail = ""
         if lagging:
             detail = f"waiting for {', '.join(lagging)}"
         elif slow:
             detail = f"waiting for resolver {', '.join(slow)}"
-        return auth_ok, not slow, detail
+        return Facts(
+            authoritative_ok=auth_ok,
+            resolvers_ok=not slow,
+            detail=detail,
+            fault="; ".join(faults) or None,
+        )
 
     # -- actions ---------------------------------------------------------------------------
     def _act(self, r: Rollover, decision: Decision) -> None:
@@ -488,6 +509,20 @@ class Engine:
         change = Change(current, TlsaRRset(r.owner, current.ttl, current.records - retiring))
         check_live(change, live, port=self.service.port, host=self.service.host, now=now)
         return change
+
+    def _reconcile_retired(self, r: Rollover, records: frozenset[Association]) -> None:
+        """A removal the provider applied but whose reply never came back (a dropped connection,
+        a kill between the call and its record) is recorded once it is seen: the history says
+        so and the associations stop counting as ours."""
+        vanished = (self.ownership.owned(r.owner) & (r.old - r.new)) - records
+        if vanished:
+            self.ownership.release(r.owner, vanished)
+            self.store.append(
+                r,
+                self.clock.now(),
+                "provider-change-seen",
+                {"removed": sorted(map(str, vanished)), "detail": "applied, reply not recorded"},
+            )
 
     def _retire(self, r: Rollover) -> None:
         change = self._retire_change(r)

@@ -113,6 +113,22 @@ def classify(rcode: str, ad: bool, signed_at_authority: bool) -> DnssecState:
     return DnssecState.INSECURE
 
 
+def resolver_lag(
+    answer: ResolverAnswer, allowed: set[DnssecState], serves_enough: bool
+) -> str | None:
+    """Why a validating resolver does not yet count as serving the RRset (None: it does)."""
+    if answer.error is not None:
+        return answer.error
+    if answer.state is DnssecState.BOGUS:
+        why = "; ".join(answer.extended_errors)
+        return f"bogus: SERVFAIL{', ' + why if why else ''}"
+    if answer.state not in allowed:
+        return f"{answer.state}, not validated"
+    if not serves_enough:
+        return "still serves the old RRset"
+    return None
+
+
 def is_consistent(answers: Iterable[ServerAnswer]) -> bool:
     """True when every authoritative server answered and serves the same RRset."""
     answers = list(answers)

@@ -78,6 +78,7 @@ class Facts:
     live_new: bool | None = None  # every chain presented on every address matches ``new``
     live_error: str | None = None
     detail: str = ""
+    fault: str | None = None  # something broken holds the phase (reported, not just waited on)
 
 
 class Action(StrEnum):
@@ -176,6 +177,15 @@ def _deploying(r: Rollover, facts: Facts, now: datetime, _t: timedelta) -> Decis
             Phase.PROPAGATING,
             waiting_until=now + RETRY,
             message="a server no longer serves the new associations; waiting again",
+        )
+    if facts.resolvers_ok is False:
+        # A validating resolver that finds the RRset bogus (or lost it) holds the deploy: the
+        # clock need not restart (the authoritative servers still serve it), but no key
+        # changes while any observed view of the pin is in doubt.
+        return Decision(
+            Phase.DEPLOYING,
+            waiting_until=now + RETRY,
+            message=f"holding the deploy: {facts.detail or 'a resolver does not validate'}",
         )
     return Decision(
         Phase.CUTTING_OVER,

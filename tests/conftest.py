@@ -61,3 +61,8 @@ from hypothesis import settings as _hypothesis_settings  # noqa: E402
 
 _hypothesis_settings.register_profile("rollover", derandomize=True)
 _hypothesis_settings.load_profile("rollover")
+
+
+from tests.aws import aws_env, moto_endpoint  # noqa: E402  (fixtures for every module)
+
+__all__ = ["aws_env", "lab", "moto_endpoint", "run_rollover"]

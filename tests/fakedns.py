@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import dns.flags
 import dns.message
 import dns.name
+import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
@@ -23,6 +24,7 @@ class FakeDns:
     mode: str
     address: str = "127.0.0.1"
     port: int = 0
+    upstream: tuple[str, int] | None = None  # "tamper": forward here, then spoil the signatures
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -58,6 +60,8 @@ class FakeDns:
             query = dns.message.from_wire(wire)
         except Exception:
             return None
+        if self.mode == "tamper":
+            return self._tampered(query, tcp=tcp)
         question = query.question[0]
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
@@ -109,6 +113,29 @@ class FakeDns:
             response.flags |= dns.flags.TC
             return None if tcp else response.to_wire()
         return response.to_wire()
+
+    def _tampered(self, query: dns.message.Message, *, tcp: bool) -> bytes | None:
+        """The upstream's answer with every RRSIG's signature flipped: a validating resolver
+        behind this finds the zone bogus (as with a man in the middle, or expired signatures)."""
+        assert self.upstream is not None
+        address, port = self.upstream
+        try:
+            if tcp:
+                response = dns.query.tcp(query, address, port=port, timeout=2)
+            else:
+                response = dns.query.udp(query, address, port=port, timeout=2)
+        except Exception:
+            return None
+        for section in (response.answer, response.authority):
+            for index, rrset in enumerate(section):
+                if rrset.rdtype != dns.rdatatype.RRSIG:
+                    continue
+                spoiled = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype, rrset.covers)
+                for rdata in rrset:
+                    signature = bytes(b ^ 0x5A for b in rdata.signature)  # type: ignore[attr-defined]
+                    spoiled.add(rdata.replace(signature=signature), rrset.ttl)
+                section[index] = spoiled
+        return response.to_wire(max_size=65535 if tcp else 4096)
 
     def _serve_udp(self) -> None:
         while not self._stop.is_set():

@@ -14,6 +14,7 @@ from rollover.observation import (
     classify,
     disagreements,
     is_consistent,
+    resolver_lag,
     verdict,
 )
 from rollover.params import TlsaParams
@@ -36,6 +37,37 @@ B = Association(TlsaParams(3, 1, 1), b"\x02" * 32)
 )
 def test_classify(rcode: str, ad: bool, signed: bool, state: DnssecState) -> None:
     assert classify(rcode, ad, signed) is state
+
+
+SECURE_ONLY = {DnssecState.SECURE}
+
+
+@pytest.mark.parametrize(
+    ("answer", "allowed", "serves", "reason"),
+    [
+        (ResolverAnswer("r", DnssecState.SECURE), SECURE_ONLY, True, None),
+        (ResolverAnswer("r", DnssecState.SECURE), SECURE_ONLY, False, "still serves the old RRset"),
+        (ResolverAnswer("r", error="timed out"), SECURE_ONLY, True, "timed out"),
+        (
+            ResolverAnswer("r", DnssecState.BOGUS, "SERVFAIL", extended_errors=("EDE 6: sig",)),
+            SECURE_ONLY,
+            True,
+            "bogus: SERVFAIL, EDE 6: sig",
+        ),
+        (ResolverAnswer("r", DnssecState.BOGUS, "SERVFAIL"), SECURE_ONLY, True, "bogus: SERVFAIL"),
+        (ResolverAnswer("r", DnssecState.INSECURE), SECURE_ONLY, True, "insecure, not validated"),
+        (
+            ResolverAnswer("r", DnssecState.INSECURE),
+            {DnssecState.SECURE, DnssecState.INSECURE},
+            True,
+            None,
+        ),
+    ],
+)
+def test_resolver_lag(
+    answer: ResolverAnswer, allowed: set[DnssecState], serves: bool, reason: str | None
+) -> None:
+    assert resolver_lag(answer, allowed, serves) == reason
 
 
 def srv(address: str = "a", **kw: object) -> ServerAnswer:

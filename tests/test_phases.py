@@ -105,6 +105,12 @@ S = timedelta(seconds=1)
             Phase.PROPAGATING,
             Action.NONE,
         ),
+        (  # a validating resolver finds the RRset bogus: hold, the clock keeps its value
+            rollover(Phase.DEPLOYING),
+            Facts(provider_records=BOTH, authoritative_ok=True, resolvers_ok=False),
+            Phase.DEPLOYING,
+            Action.NONE,
+        ),
         # cutting over: not yet / yes / too late
         (
             rollover(Phase.CUTTING_OVER, deployed_at=NOW),

@@ -110,6 +110,16 @@ def test_reload_failure_is_reported(tmp_path: Path, command: object, needle: str
     assert NEW in p.read(OWNER).records  # the file is written; only the reload failed
 
 
+def test_oversized_zone_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "big.db"
+    path.write_text(ZONE + "; padding\n" * 200)
+    small = ZoneFileSettings(str(path), "example.test.", max_bytes=len(ZONE) + 100)
+    with pytest.raises(ProviderError, match=r"big.db: larger than \d+ bytes \(max_bytes\)"):
+        ZoneFileProvider("zf", small).read(OWNER)
+    roomy = ZoneFileSettings(str(path), "example.test.", max_bytes=len(path.read_bytes()))
+    assert ZoneFileProvider("zf", roomy).read(OWNER) is not None
+
+
 def test_missing_zone_file(tmp_path: Path) -> None:
     p = ZoneFileProvider("zf", ZoneFileSettings(str(tmp_path / "none.db"), "example.test."))
     with pytest.raises(ProviderError, match="no such zone file"):

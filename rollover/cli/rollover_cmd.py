@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from rollover.phases import Rollover
 
 NEEDS_A_PERSON = 10
+HELD_BY_A_FAULT = 9
 
 ServiceArg = Annotated[str, typer.Argument(metavar="SERVICE", help="Configured service.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Say what it is waiting for.")]
@@ -191,8 +192,10 @@ def advance(
     """Take every step whose guard holds now, then say what it waits for (with -v).
 
     Meant for cron or a systemd timer: quiet unless something happened. Exit 0 when it made
-    progress or waits normally; 10 when a rollover failed and needs a person; the error's own
-    code when a step failed (it is retried at the next advance).
+    progress or waits normally; 9 when a fault holds it (a server or resolver that cannot be
+    asked or does not validate, the service unreachable after the deploy: one line on stderr);
+    10 when a rollover failed and needs a person; the error's own code when a step failed (it
+    is retried at the next advance).
     """
     from rollover.errors import InputError, RolloverError
     from state.store import SqliteStateStore
@@ -233,6 +236,9 @@ def advance(
         if result.rollover.phase == "failed":
             common.warn(f"{name}: rollover failed: {result.rollover.error}")
             worst = max(worst, NEEDS_A_PERSON)
+        elif result.fault is not None:
+            common.warn(f"{name}: {result.rollover.phase}: held: {result.fault}")
+            worst = max(worst, HELD_BY_A_FAULT)
         elif verbose:
             _report(result.rollover, verbose=True)
     raise typer.Exit(worst)

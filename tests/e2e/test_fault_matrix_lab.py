@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from rollover.sources import spki_der
 from tests.e2e.test_rollover_lab import wait_sender_ready
-from tests.lab import Lab
+from tests.fakedns import FakeDns
+from tests.lab import PRIMARY, Lab
 from tests.rollover_env import ServiceEnv
 
 
@@ -59,7 +63,7 @@ def test_primary_stops_answering_mid_rollover(env: ServiceEnv, lab: Lab) -> None
             primary.resume()
         status = json.loads(env.rollover("status", env.name, "--json").stdout)
         assert status["phase"] in ("propagating", "aging")
-        assert stuck.returncode in (0, 5, 7)
+        assert stuck.returncode in (0, 5, 7, 9)
         if stuck.returncode:
             assert len(stuck.stderr.strip().splitlines()) == 1
             assert "Traceback" not in stuck.stderr
@@ -189,3 +193,61 @@ def test_secondary_stops_transferring_mid_rollover(env: ServiceEnv, lab: Lab) ->
         sender.stop()
     assert sender.failures == []
     assert spki_der(env.served_leaf()) == spki_der(env.next_leaf)
+
+
+@contextmanager
+def tool_resolver_bogus(lab: Lab) -> Iterator[None]:
+    """The tool's validating resolver (not the sender's) reaches example.test. through a man in
+    the middle that spoils every signature: it answers SERVFAIL (bogus) until this ends."""
+    proxy = FakeDns("tamper", upstream=(PRIMARY, lab.port)).start()
+    try:
+        lab.unbound_control("stub_add", "example.test.", f"{PRIMARY}@{proxy.port}")
+        lab.unbound_control("flush_zone", "example.test.")
+        lab.unbound_control("flush_infra", "all")
+        yield
+    finally:
+        lab.unbound_control("stub_add", "example.test.", f"{PRIMARY}@{lab.port}")  # as before
+        lab.flush_resolver()
+        proxy.stop()
+
+
+@pytest.mark.parametrize("when", ["propagating", "deploying"])
+def test_validating_resolver_bogus_for_a_while(env: ServiceEnv, lab: Lab, when: str) -> None:
+    """While the tool's resolver finds the RRset bogus, the clock does not start (or the deploy
+    is held); each advance says why in one line; once it validates again the rollover ends."""
+    sender = env.sender().start()
+    try:
+        wait_sender_ready(sender)
+        start(env)
+        if when == "deploying":
+            aging = advance_until(env, "aging")
+            assert aging["propagated_at"] is not None
+        with tool_resolver_bogus(lab):
+            if when == "deploying":
+                time.sleep(max(0.0, _seconds_until(aging["waiting_until"])) + 0.2)
+            for _ in range(3):
+                held = env.rollover("advance", env.name)
+                time.sleep(0.4)
+            status = json.loads(env.rollover("status", env.name, "--json").stdout)
+            assert status["phase"] == when
+            if when == "propagating":
+                assert status["propagated_at"] is None
+            assert spki_der(env.served_leaf()) == spki_der(env.pki.leaf)
+            assert held.returncode == 9, held.stdout + held.stderr
+            said = held.stderr.strip().splitlines()
+            assert len(said) == 1, held.stderr
+            assert "bogus: SERVFAIL" in said[0]
+            assert lab.resolver in said[0]
+            assert status["error"] == said[0].split("held: ", 1)[1]
+        finish(env)
+        time.sleep(0.5)
+    finally:
+        sender.stop()
+    assert sender.failures == []
+    assert spki_der(env.served_leaf()) == spki_der(env.next_leaf)
+
+
+def _seconds_until(stamp: str | None) -> float:
+    if stamp is None:
+        return 0.0
+    return (datetime.fromisoformat(stamp) - datetime.now(UTC)).total_seconds()

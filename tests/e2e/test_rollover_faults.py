@@ -64,6 +64,8 @@ def test_crash_at_every_step_then_resume(env: ServiceEnv, lab: Lab, point: str) 
     history = json.loads(env.rollover("history", env.name, "--json").stdout)
     publishes = [h for h in history if h["event"] == "provider-change" and "added" in h["detail"]]
     assert len(publishes) <= 1  # never published twice
+    removals = [h for h in history if "removed" in h["detail"]]
+    assert len(removals) == 1, removals  # the removal is on record once, even if killed after it
 
 
 def test_two_advances_at_once_one_acts(env: ServiceEnv, lab: Lab) -> None:
