@@ -261,6 +261,16 @@ class Lab:
         self.daemons[name] = daemon
         daemon.start()
 
+    def stop_server(self, name: str) -> None:
+        """Stop an authoritative server ("primary" or "secondary") by its PID."""
+        self.daemons[name].stop()
+
+    def restart_server(self, name: str) -> None:
+        """Start it again from its files and journal, and wait until it answers."""
+        self.daemons[name].start()
+        ready = {"primary": self._primary_ready, "secondary": self._secondary_ready}[name]
+        self._wait(ready, name, 20)
+
     def _wait(self, check: Callable[[], bool], name: str, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         daemon = self.daemons[name]
