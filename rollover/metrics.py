@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from rollover.phases import Phase, Rollover
+from rollover.phases import FINAL, Phase, Rollover
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,15 @@ def render_metrics(entries: Sequence[ServiceMetrics], now: datetime) -> str:
             lines.append(
                 f'rollover_seconds_since_last_step{{service="{_label(e.service)}"}} {seconds:.0f}'
             )
+    lines += [
+        "# HELP rollover_held 1 while an active rollover is held by a fault or a failed step "
+        "(see rollover status).",
+        "# TYPE rollover_held gauge",
+    ]
+    for e in entries:
+        if e.rollover is not None:
+            held = e.rollover.phase not in FINAL and e.rollover.error is not None
+            lines.append(f'rollover_held{{service="{_label(e.service)}"}} {int(held)}')
     lines += [
         "# HELP rollover_verify_status Last verify status (0 OK, 1 WARNING, 2 CRITICAL, "
         "3 UNKNOWN).",

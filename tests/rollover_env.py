@@ -111,6 +111,7 @@ class ServiceEnv:
     server: subprocess.Popen[bytes] | None = None
     port: int = 0
     config: Path = field(default_factory=Path)
+    transcript: list[str] = field(default_factory=list)  # every command's output, in order
 
     def __post_init__(self) -> None:
         self.host = self.host or f"mx-{secrets.token_hex(4)}.example.test"
@@ -217,7 +218,7 @@ class ServiceEnv:
     ) -> subprocess.CompletedProcess[str]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLOVER_")}
         full_env.update(env or {})
-        return subprocess.run(
+        result = subprocess.run(
             [sys.executable, "-m", "rollover", *args, "--config", str(self.config)],
             capture_output=True,
             text=True,
@@ -226,6 +227,22 @@ class ServiceEnv:
             check=False,
             cwd=REPO,
         )
+        self.transcript.append(result.stdout + result.stderr)
+        return result
+
+    def leaks(self, *secrets: str) -> list[str]:
+        """Where any of ``secrets`` appears: a command's output, or a file of the state."""
+        found = [
+            f"output of command {i}"
+            for i, text in enumerate(self.transcript)
+            for secret in secrets
+            if secret in text
+        ]
+        for path in (self.directory / "state").rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                found += [str(path) for secret in secrets if secret.encode() in data]
+        return found
 
     def setup(self) -> None:
         """Server up, current key's records published and visible to the resolvers."""

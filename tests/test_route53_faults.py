@@ -168,6 +168,7 @@ def test_route53_faults_during_a_rollover(
 
     assert sender is not None
     assert sender.failures == []
+    assert env.leaks(CREDENTIALS["AWS_SECRET_ACCESS_KEY"]) == []
     assert sender.checks > 5
     # Never deploy before the new association is published and aged 2 x TTL (TTL 1 s).
     deployed_at = env.deploy_key.stat().st_mtime

@@ -102,6 +102,7 @@ def test_every_provider_step_failing_during_a_rollover(env: ServiceEnv, lab: Lab
         sender.stop()
         proxy.stop()
     assert sender.failures == []
+    assert env.leaks(lab.tsig_secret, lab.tsig_secret.rstrip("=")) == []
     assert spki_der(env.served_leaf()) == spki_der(env.next_leaf)
     assert tlsa_at_primary(lab, env.owner) == {str(rec("3 1 1", env.next_leaf))}
     assert len(proxy.accepted_updates()) == 2  # one publish, one retire: no duplicate change
