@@ -188,7 +188,7 @@ def replace_rrset(text: str, zone: str, after: TlsaRRset, today: date, source: s
     if soa is None or len(soa.tokens) < soa.rdata_index + 3:
         raise ProviderError(f"{source}: no SOA record for {zone} found")
     serial_token = soa.tokens[soa.rdata_index + 2]
-    if not serial_token.text.isdigit():
+    if not (serial_token.text.isascii() and serial_token.text.isdigit()):
         raise ProviderError(
             f"{source}: line {serial_token.line + 1}: SOA serial "
             f"{serial_token.text!r} is not a number"

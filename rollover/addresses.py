@@ -28,7 +28,7 @@ def parse_server(text: str, default_port: int = 53) -> tuple[str, int]:
 
 
 def _port(text: str, port_text: str) -> int:
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise InputError(f"server {text!r}: bad port {port_text!r}")
     return int(port_text)
 

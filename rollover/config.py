@@ -218,13 +218,14 @@ class Config:
 ProviderParser = Callable[[Section, list[str]], Any]
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
 def load_config(path: str, provider_parsers: Callable[[str], ProviderParser | None]) -> Config:
     """Read and validate ``path``. ``provider_parsers(type)`` gives an adapter's validator."""
-    import yaml
-
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read(4 * 1024 * 1024)
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such configuration file (give --config or set ROLLOVER_CONFIG)"
@@ -233,8 +234,21 @@ def load_config(path: str, provider_parsers: Callable[[str], ProviderParser | No
         raise ConfigError(f"{path}: is a directory") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; refusing to read it")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
+    return config_from_text(text, path, provider_parsers)
+
+
+def config_from_text(
+    text: str, path: str, provider_parsers: Callable[[str], ProviderParser | None]
+) -> Config:
+    """Parse YAML text (safe loader: no tags, aliases shared, not copied) and validate it."""
+    import yaml
+
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -16,7 +16,7 @@ from rollover.association import Association, association_data
 from rollover.chain import build_chain, is_ca, select_trust_anchor
 from rollover.errors import InputError
 from rollover.params import TlsaParams
-from rollover.sources import Material, key_type, spki_der
+from rollover.sources import Material, describe_key, key_type, spki_der
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def _derive_from_certificates(
             certificate = chain.leaf
         if p.usage != 3:
             _warn_validity(label, certificate, p, now, result)
-        _warn_weak_key(label, certificate.public_key(), result)
+        _warn_weak_key(label, _public_key(certificate), result)
         cert_der = certificate.public_bytes(Encoding.DER)
         data = association_data(p.selector, p.mtype, cert_der, spki_der(certificate))
         result.records.append(
@@ -139,7 +139,7 @@ def _derive_from_certificates(
                 options.ttl,
                 Association(p, data),
                 label,
-                key_type(certificate.public_key()),
+                describe_key(certificate),
                 certificate.subject.rfc4514_string(),
                 certificate.issuer.rfc4514_string(),
                 certificate.not_valid_before_utc,
@@ -163,6 +163,16 @@ def _warn_validity(
             f"{label}: {subject} is not valid before {certificate.not_valid_before_utc:%Y-%m-%d}; "
             f"usage {p.usage} records fail until then"
         )
+
+
+def _public_key(certificate: x509.Certificate) -> object:
+    """The parsed key, or None for one this library cannot parse (its SPKI still hashes)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    try:
+        return certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return None
 
 
 def _warn_weak_key(label: str, public_key: object, result: Derivation) -> None:

@@ -46,7 +46,7 @@ from rollover.phases import (
 from rollover.plan import Change, TlsaRRset, plan_publish
 from rollover.provider_view import ProviderObserver
 from rollover.publishing import LiveChains, check_live, service_associations
-from rollover.sources import Material, parse_material, read_source, spki_der
+from rollover.sources import Material, parse_material, read_source, same_key, spki_der
 from state.ownership import OwnershipStore
 from state.store import StateStore
 
@@ -76,7 +76,7 @@ def load_staged(chain_path: str, key_path: str, passphrase: bytes | None) -> Sta
     if key.key_kind != "private key":
         raise InputError(f"{key_path}: not a private key")
     leaf = build_chain(chain_path, material.certificates).leaf
-    if spki_der(leaf) != key.key_spki:
+    if key.public_key is None or not same_key(leaf, key.public_key):
         raise InputError(
             f"{key_path}: this key does not belong to the leaf certificate of "
             f"{chain_path}; refusing to stage them"
@@ -615,7 +615,7 @@ class Engine:
 def _holder_dead(holder: str) -> bool:
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != socket.gethostname() or not (pid_text.isascii() and pid_text.isdigit()):
         return False
     try:
         os.kill(int(pid_text), 0)

@@ -72,7 +72,7 @@ def parse_params(text: str) -> TlsaParams:
         if lowered in aliases:
             values.append(aliases[lowered])
             continue
-        if not lowered.isdigit():
+        if not (lowered.isascii() and lowered.isdigit()):
             known = ", ".join(sorted(aliases))
             raise InputError(f"TLSA parameters {text!r}: unknown {name} {field!r} (use {known})")
         number = int(lowered)

@@ -265,7 +265,7 @@ class _Conversation:
         lines = []
         while True:
             line = self._line()
-            if len(line) < 3 or not line[:3].isdigit():
+            if len(line) < 3 or not (line[:3].isascii() and line[:3].isdigit()):
                 raise ProbeError(f"not an SMTP server: {line[:60]!r}")
             lines.append(line[4:])
             if len(line) == 3 or line[3] != "-":

@@ -16,10 +16,11 @@ import dns.rdatatype
 
 from rollover.addresses import parse_server
 from rollover.association import owner_name
-from rollover.errors import ObserverError
+from rollover.errors import InputError, ObserverError
 from rollover.observer import DnsObserver
 from rollover.probe import ProbeResult, TlsProbe
 from rollover.publishing import LiveChains
+from rollover.sources import load_presented_chain
 from rollover.verify import AddressReport, evaluate, tlsa_view
 
 
@@ -192,7 +193,10 @@ def live_chains(
         if result.error is not None:
             return LiveChains(error=f"{result.address}: {result.error}")
         for presented in result.distinct_chains:
-            chain = tuple(x509.load_der_x509_certificate(d) for d in presented.certificates)
+            try:
+                chain = load_presented_chain(result.address, presented.certificates)
+            except InputError as exc:
+                return LiveChains(error=str(exc))
             if chain and chain not in chains:
                 chains.append(chain)
     return LiveChains(tuple(chains))

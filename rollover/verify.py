@@ -154,7 +154,7 @@ def _chain(
     reasons: list[str] = []
     try:
         chain = [x509.load_der_x509_certificate(der) for der in presented.certificates]
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         chain = []
     pkix_ok = None
     if port != 25 and reference_names and any(a.params.usage in (0, 1) for a in records):

@@ -152,6 +152,19 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
         load_config(str(path), providers.settings_parser)
 
 
+def test_oversized_or_binary_config_is_refused(tmp_path: Path) -> None:
+    from rollover.config import MAX_CONFIG_BYTES
+
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
+    with pytest.raises(ConfigError, match=r"big.yaml: larger than \d+ bytes"):
+        load_config(str(big), providers.settings_parser)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"services: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"bin\.yaml: not UTF-8 text"):
+        load_config(str(binary), providers.settings_parser)
+
+
 def test_config_check_cli(tmp_path: Path, secret: Path) -> None:
     path = tmp_path / "rollover.yaml"
     path.write_text(yaml.safe_dump(base(secret)))

@@ -3,11 +3,14 @@ deploy paths. Zero tracebacks: every failure is the tool's own error, with a mes
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -260,3 +263,44 @@ def test_observer_cname_loop_and_huge_rrset() -> None:
     assert answer.error is None
     assert answer.transport == "tcp"
     assert len(answer.records) == 400
+
+
+# Found by the atheris campaign (tests/test_atheris.py): each was a traceback before.
+def _bad_version(der_bytes: bytes) -> bytes:
+    marker = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2: version 3
+    assert marker in der_bytes
+    return der_bytes.replace(marker, bytes.fromhex("a003020105"), 1)
+
+
+def test_certificate_or_csr_of_an_unknown_version_is_an_input_error() -> None:
+    with pytest.raises(RolloverError, match="fuzz"):
+        parse_material("fuzz", _bad_version(der(PKI.leaf)))
+    csr = x509.load_pem_x509_csr(csr_pem(PKI.leaf_key)).public_bytes(Encoding.DER)
+    bad = bytearray(csr)
+    version_at = bad.index(bytes.fromhex("020100"))  # CertificationRequestInfo version 0
+    bad[version_at + 2] = 0x30  # "48 is not a valid CSR version"
+    armoured = (
+        b"-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(bytes(bad))
+        + b"-----END CERTIFICATE REQUEST-----\n"
+    )
+    for data in (bytes(bad), armoured):
+        with pytest.raises(RolloverError, match="fuzz"):
+            parse_material("fuzz", data)
+
+
+def test_a_presented_certificate_this_library_cannot_parse_names_the_server() -> None:
+    from rollover.sources import load_presented_chain
+
+    good = der(PKI.leaf)
+    assert load_presented_chain("192.0.2.1:25", [good])[0].public_bytes(Encoding.DER) == good
+    with pytest.raises(RolloverError, match=r"192\.0\.2\.1:25: presented certificate 2: corrupt"):
+        load_presented_chain("192.0.2.1:25", [good, _bad_version(good)])
+
+
+@pytest.mark.parametrize("text", ["3 1 \u00b2", "\u0663 1 1", "3 1 1\u00b2"])
+def test_unicode_digits_are_not_parameters(text: str) -> None:
+    from rollover.params import parse_params
+
+    with pytest.raises(RolloverError, match="TLSA parameters"):
+        parse_params(text)

@@ -206,3 +206,32 @@ def test_same_named_intermediates_are_told_apart_by_signature() -> None:
     p = (TlsaParams(2, 0, 1),)
     for bundle in (pem(leaf, old, new), pem(old, leaf, new), pem(new, old, leaf)):
         assert derive_hex(bundle, p) == [openssl_expected(pem(new), p[0])]
+
+
+def test_compressed_ec_point_is_hashed_as_encoded(tmp_path: Path) -> None:
+    """A key stored with a compressed point gives certificates, CSRs and public keys with a
+    compressed SPKI; a sender hashes that encoding, so every source must give its hash."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], capture_output=True, check=True, timeout=30)
+
+    plain, key, cert, csr, pub = (tmp_path / n for n in ("k", "kc.pem", "c.pem", "r.pem", "p.pem"))
+    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(plain))
+    run("ec", "-in", str(plain), "-conv_form", "compressed", "-out", str(key))
+    run("req", "-new", "-x509", "-key", str(key), "-subj", "/CN=mx1.example.test", "-days", "30",
+        "-out", str(cert))  # fmt: skip
+    run("req", "-new", "-key", str(key), "-subj", "/CN=mx1.example.test", "-out", str(csr))
+    run("ec", "-in", str(key), "-pubout", "-conv_form", "compressed", "-out", str(pub))
+    expected = openssl_expected(cert.read_bytes(), TlsaParams(3, 1, 1))
+    selected = openssl_selected(cert.read_bytes(), 1)
+    assert selected[-33] in (2, 3)  # the point really is compressed in the certificate
+    pkcs8 = openssl("pkcs8", "-topk8", "-nocrypt", "-outform", "DER", data=key.read_bytes())
+    sources = [cert.read_bytes(), key.read_bytes(), csr.read_bytes(), pub.read_bytes(), pkcs8]
+    for source in sources:
+        assert derive_hex(source, (TlsaParams(3, 1, 1),)) == [expected]
+    uncompressed = derive_hex(plain.read_bytes(), (TlsaParams(3, 1, 1),))
+    assert uncompressed != [expected]  # the same key, encoded otherwise: another hash
+    # Staging still pairs the key with its certificate, whatever the encodings.
+    from rollover.engine import load_staged
+
+    assert load_staged(str(cert), str(plain), None).spki_sha256

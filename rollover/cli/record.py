@@ -158,15 +158,13 @@ def _live_materials(
     """Each distinct chain the server presents (every key algorithm it offers)."""
     import socket
 
-    from cryptography import x509
-
     from rollover.probe import TlsProbe, default_starttls
-    from rollover.sources import Material
+    from rollover.sources import Material, load_presented_chain
 
     name, _, port_text = connect.rpartition(":") if connect.count(":") == 1 else (connect, "", "")
     if not name:
         name, port_text = connect, ""
-    if port_text and not port_text.isdigit():
+    if port_text and not (port_text.isascii() and port_text.isdigit()):
         raise InputError(f"--connect {connect!r}: bad port")
     target_port = int(port_text) if port_text else port
     try:
@@ -185,6 +183,6 @@ def _live_materials(
         raise InputError(f"{result.address}: {result.error}")
     materials = []
     for presented in result.distinct_chains:
-        chain = tuple(x509.load_der_x509_certificate(d) for d in presented.certificates)
+        chain = load_presented_chain(result.address, presented.certificates)
         materials.append(Material(f"{result.address} ({presented.asked})", chain))
     return materials
