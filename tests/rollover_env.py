@@ -230,6 +230,21 @@ class ServiceEnv:
         self.transcript.append(result.stdout + result.stderr)
         return result
 
+    def start_rollover(
+        self, *extra: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``rollover start`` to the staged chain and key."""
+        return self.rollover(
+            "start",
+            self.name,
+            "--cert",
+            str(self.staged_chain),
+            "--key",
+            str(self.staged_key),
+            *extra,
+            env=env,
+        )
+
     def leaks(self, *secrets: str) -> list[str]:
         """Where any of ``secrets`` appears: a command's output, or a file of the state."""
         found = [

@@ -29,15 +29,9 @@ def write_seeds(target: str, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     seeds: list[bytes]
     if target == "material":
-        from tests.certs import csr_pem, der, key_pem, make_pki, pem
+        from tests.test_hostile_input import SEEDS
 
-        pki = make_pki("p256", tag="atheris")
-        seeds = [
-            pem(pki.leaf, pki.intermediate),
-            der(pki.leaf),
-            key_pem(pki.leaf_key),
-            csr_pem(pki.leaf_key),
-        ]
+        seeds = list(SEEDS)  # a chain, a DER certificate, a key, a CSR
     elif target == "params":
         seeds = [b"3 1 1", b"2 0 1", b"DANE-EE SPKI SHA2-256", b"3 1 0", b"1 0 2"]
     elif target == "zone":

@@ -103,16 +103,7 @@ def test_route53_faults_during_a_rollover(
         # 1. A throttling storm longer than every retry: start fails in one line, nothing sent.
         before = len(proxy.applied_changes())
         proxy.inject(CHANGE, "Throttling", times=2)  # max_attempts: 2 requests in all
-        started = env.rollover(
-            "start",
-            env.name,
-            "--cert",
-            str(env.staged_chain),
-            "--key",
-            str(env.staged_key),
-            "--allow-insecure",
-            env=aws,
-        )
+        started = env.start_rollover("--allow-insecure", env=aws)
         one_line(started, 5, "throttled by Route 53 (Throttling); gave up after 2 attempts")
         assert proxy.pending() == 0
         assert len(proxy.applied_changes()) == before

@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -17,14 +16,6 @@ from tests.e2e.test_rollover_lab import wait_sender_ready
 from tests.fakedns import FakeDns
 from tests.lab import PRIMARY, Lab
 from tests.rollover_env import ServiceEnv
-
-
-@pytest.fixture
-def env(lab: Lab, tmp_path: Path):  # type: ignore[no-untyped-def]
-    service = ServiceEnv(lab, tmp_path)
-    service.setup()
-    yield service
-    service.stop_server()
 
 
 def advance_until(env: ServiceEnv, phase: str, seconds: float = 60) -> dict:  # type: ignore[type-arg]
@@ -44,9 +35,7 @@ def finish(env: ServiceEnv) -> None:
 
 
 def start(env: ServiceEnv) -> None:
-    started = env.rollover(
-        "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
-    )
+    started = env.start_rollover()
     assert started.returncode == 0, started.stderr
 
 

@@ -11,16 +11,7 @@ import yaml
 
 from rollover.sources import spki_der
 from tests.certs import key_pem, make_cert, pem
-from tests.lab import Lab
 from tests.rollover_env import ServiceEnv
-
-
-@pytest.fixture
-def env(lab: Lab, tmp_path: Path):  # type: ignore[no-untyped-def]
-    service = ServiceEnv(lab, tmp_path)
-    service.setup()
-    yield service
-    service.stop_server()
 
 
 def lineage(env: ServiceEnv, *, same_key: bool) -> Path:

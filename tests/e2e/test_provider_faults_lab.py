@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
-import pytest
 import yaml
 
 from rollover.sources import spki_der
@@ -27,14 +25,6 @@ SAYS = {
     "timeout": "timed out",
     "reset": "connection failed",
 }
-
-
-@pytest.fixture
-def env(lab: Lab, tmp_path: Path):  # type: ignore[no-untyped-def]
-    service = ServiceEnv(lab, tmp_path)
-    service.setup()
-    yield service
-    service.stop_server()
 
 
 def through(env: ServiceEnv, proxy: DnsFaults) -> None:
@@ -57,9 +47,7 @@ def test_every_provider_step_failing_during_a_rollover(env: ServiceEnv, lab: Lab
         faults = ["REFUSED", "NOTAUTH", "SERVFAIL", "timeout", "reset"]
         times = {"timeout": 2, "reset": 2}  # as many as the provider's retries
         proxy.inject("UPDATE", faults[0], times.get(faults[0], 1))
-        started = env.rollover(
-            "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
-        )
+        started = env.start_rollover()
         failed.append((faults[0], started.stderr))
         assert started.returncode == 5, started.stdout + started.stderr
         for fault in faults[1:]:

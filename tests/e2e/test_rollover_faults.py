@@ -17,14 +17,6 @@ from tests.rollover_env import REPO, ServiceEnv
 from tests.test_matching import rec
 
 
-@pytest.fixture
-def env(lab: Lab, tmp_path: Path):  # type: ignore[no-untyped-def]
-    service = ServiceEnv(lab, tmp_path)
-    service.setup()
-    yield service
-    service.stop_server()
-
-
 def tlsa_at_primary(lab: Lab, owner: str) -> set[str]:
     response = lab.query(lab.primary, owner, "TLSA")
     return {str(r) for rrset in response.answer if rrset.rdtype == 52 for r in rrset}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -13,14 +12,6 @@ from rollover.sources import spki_der
 from tests.lab import Lab
 from tests.rollover_env import ServiceEnv
 from tests.test_matching import rec
-
-
-@pytest.fixture
-def env(lab: Lab, tmp_path: Path):  # type: ignore[no-untyped-def]
-    service = ServiceEnv(lab, tmp_path)
-    service.setup()
-    yield service
-    service.stop_server()
 
 
 def wait_sender_ready(sender, seconds: float = 15) -> None:  # type: ignore[no-untyped-def]
