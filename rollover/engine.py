@@ -97,7 +97,7 @@ class AdvanceResult:
     progressed: bool
     message: str
     acted: bool = True  # False when another process holds the lease
-    fault: str | None = None  # why it waits, when that is something broken (not just slow)
+    fault: str | None = None  # something broken held it at this advance and the one before
 
 
 class Engine:
@@ -267,8 +267,12 @@ class Engine:
                 if decision.action is not Action.NONE:
                     self._act(rollover, decision)
                 if decision.phase == rollover.phase and decision.action is Action.NONE:
+                    # A fault is reported once something held the rollover at two advances in
+                    # a row (its wording may differ: resolvers vary their EDE text): a single
+                    # timeout under load is only recorded (status shows it), not alarmed on.
+                    if facts.fault is not None and rollover.error is not None:
+                        fault = facts.fault
                     rollover = self._save_wait(rollover, decision, facts.fault)
-                    fault = facts.fault
                     break
                 previous = rollover.phase
                 rollover = self.store.save(apply_decision(rollover, decision, now))
@@ -320,7 +324,7 @@ class Engine:
         saved = self.store.save(
             replace(rollover, waiting_until=decision.waiting_until, error=fault)
         )
-        if fault is not None and fault != rollover.error:
+        if fault is not None and rollover.error is None:  # a new episode: once in history
             self.store.append(saved, self.clock.now(), "fault", {"fault": fault})
         return saved
 

@@ -192,8 +192,9 @@ def advance(
     """Take every step whose guard holds now, then say what it waits for (with -v).
 
     Meant for cron or a systemd timer: quiet unless something happened. Exit 0 when it made
-    progress or waits normally; 9 when a fault holds it (a server or resolver that cannot be
-    asked or does not validate, the service unreachable after the deploy: one line on stderr);
+    progress or waits normally; 9 when a fault held it at this advance and the one before
+    (a server or resolver that cannot be asked or does not validate, the service unreachable
+    after the deploy: one line on stderr);
     10 when a rollover failed and needs a person; the error's own code when a step failed (it
     is retried at the next advance).
     """

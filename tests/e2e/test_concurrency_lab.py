@@ -1,4 +1,6 @@
-"""Eight `advance --all` processes at once over twenty services: every step exactly once."""
+"""Eight `advance --all` processes at once over twenty services: every step exactly once, and
+exactly one publish and one retire per service reach the primary (counted by a proxy in front
+of it that every process's provider talks through)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.lab import Lab
+from tests.dnsfaults import DnsFaults
+from tests.lab import PRIMARY, Lab
 from tests.rollover_env import REPO, ServiceEnv
 
 SERVICES = 20
@@ -20,6 +23,7 @@ PROCESSES = 8
 
 def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
     envs = [ServiceEnv(lab, tmp_path / f"s{i}", ttl=1, name=f"mx{i}") for i in range(SERVICES)]
+    counter = DnsFaults((PRIMARY, lab.port), lab.keyring).start()
     try:
         services = {}
         for env in envs:
@@ -28,6 +32,7 @@ def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
             services[env.name] = yaml.safe_load(env.config.read_text())["services"][env.name]
         doc = yaml.safe_load(envs[0].config.read_text())
         doc["services"] = services
+        doc["providers"]["lab"]["port"] = counter.port
         doc["state_dir"] = str(tmp_path / "state")
         config = tmp_path / "rollover.yaml"
         config.write_text(yaml.safe_dump(doc))
@@ -38,6 +43,8 @@ def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
                 env.rollover("publish", env.name, "--cert", str(env.deploy_chain)).returncode == 0
             )
         time.sleep(2)
+        published_before = len(counter.accepted_updates())
+        assert published_before == SERVICES
         for env in envs:
             started = env.rollover(
                 "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
@@ -65,6 +72,8 @@ def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
             time.sleep(0.5)
         else:
             raise AssertionError(f"not all done: {phases}")
+        # Counted at the server: one publish and one retire per service, nothing more.
+        assert len(counter.accepted_updates()) - published_before == 2 * SERVICES
         for env in envs:
             history = json.loads(env.rollover("history", env.name, "--json").stdout)
             changes = [h for h in history if h["event"] == "provider-change"]
@@ -85,5 +94,6 @@ def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
             ):
                 assert transitions[phase] == 1, (env.name, transitions)
     finally:
+        counter.stop()
         for env in envs:
             env.stop_server()

@@ -237,7 +237,9 @@ def test_validating_resolver_bogus_for_a_while(env: ServiceEnv, lab: Lab, when: 
             assert len(said) == 1, held.stderr
             assert "bogus: SERVFAIL" in said[0]
             assert lab.resolver in said[0]
-            assert status["error"] == said[0].split("held: ", 1)[1]
+            assert status["error"].startswith(f"resolver {lab.resolver}: bogus: SERVFAIL")
+            history = json.loads(env.rollover("history", env.name, "--json").stdout)
+            assert len([h for h in history if h["event"] == "fault"]) == 1  # one episode
         finish(env)
         time.sleep(0.5)
     finally:
