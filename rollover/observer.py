@@ -7,7 +7,7 @@ so commands that do not look at DNS never load it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +20,7 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 import dns.rrset
@@ -272,10 +273,16 @@ class DnsObserver:
 def _find(
     response: dns.message.Message, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
 ) -> dns.rrset.RRset | None:
-    for rrset in response.answer:
+    for rrset in internet(response.answer):
         if rrset.name == name and rrset.rdtype == rdtype:
             return rrset
     return None
+
+
+def internet(section: Iterable[dns.rrset.RRset]) -> list[dns.rrset.RRset]:
+    """The class IN RRsets of a section. A server may add others (a CH-class A record parses as
+    opaque data with no address): they are never what was asked for."""
+    return [rrset for rrset in section if rrset.rdclass == dns.rdataclass.IN]
 
 
 def _has(response: dns.message.Message, name: dns.name.Name, rdtype: str) -> bool:
@@ -300,7 +307,7 @@ def _closest_soa(name: dns.name.Name, ask: Ask) -> dns.name.Name:
             return candidate
         # A NODATA/NXDOMAIN answer names the zone in its authority SOA, unless a CNAME led away.
         if not _has(response, candidate, "CNAME"):
-            for rrset in response.authority:
+            for rrset in internet(response.authority):
                 if rrset.rdtype == dns.rdatatype.SOA and candidate.is_subdomain(rrset.name):
                     return rrset.name
         if candidate == dns.name.root:
@@ -329,12 +336,12 @@ def _parse_server_answer(
     tlsa = _find(response, name, dns.rdatatype.TLSA)
     sigs = [
         r
-        for r in response.answer
+        for r in internet(response.answer)
         if r.name == name and r.rdtype == dns.rdatatype.RRSIG and r.covers == dns.rdatatype.TLSA
     ]
     signed = any(r.rdtype == dns.rdatatype.RRSIG for r in (*response.answer, *response.authority))
     serial = None
-    for rrset in (*serial_response.answer, *response.authority):
+    for rrset in internet((*serial_response.answer, *response.authority)):
         if rrset.rdtype == dns.rdatatype.SOA and rrset.name == zone:
             serial = int(rrset[0].serial)
             break
@@ -355,7 +362,7 @@ def _parse_server_answer(
             transport=transport,
         )
     negative = None
-    for rrset in response.authority:
+    for rrset in internet(response.authority):
         if rrset.rdtype == dns.rdatatype.SOA:
             negative = min(rrset.ttl, int(rrset[0].minimum))
     return ServerAnswer(
@@ -372,11 +379,12 @@ def _final_rrset(response: dns.message.Message, name: dns.name.Name) -> dns.rrse
     """The TLSA RRset at the end of the CNAME chain in a resolver's answer."""
     current = name
     for _ in range(MAX_CNAME_HOPS + 1):
-        for rrset in response.answer:
+        answer = internet(response.answer)
+        for rrset in answer:
             if rrset.name == current and rrset.rdtype == dns.rdatatype.TLSA:
                 return rrset
         cname = next(
-            (r for r in response.answer if r.name == current and r.rdtype == dns.rdatatype.CNAME),
+            (r for r in answer if r.name == current and r.rdtype == dns.rdatatype.CNAME),
             None,
         )
         if cname is None:

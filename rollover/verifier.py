@@ -17,7 +17,7 @@ import dns.rdatatype
 from rollover.addresses import parse_server
 from rollover.association import owner_name
 from rollover.errors import InputError, ObserverError
-from rollover.observer import DnsObserver
+from rollover.observer import DnsObserver, internet
 from rollover.probe import ProbeResult, TlsProbe
 from rollover.publishing import LiveChains
 from rollover.sources import load_presented_chain
@@ -65,7 +65,7 @@ def mx_targets(
         )
     records = [
         r
-        for rrset in response.answer
+        for rrset in internet(response.answer)
         if rrset.rdtype == dns.rdatatype.MX and rrset.name == name
         for r in rrset
     ]
@@ -96,7 +96,7 @@ def host_addresses(host: str, resolvers: Sequence[str], timeout: float) -> list[
         response = _ask(resolvers[0], host, rdtype, timeout)
         if response.rcode() == dns.rcode.SERVFAIL:
             raise ObserverError(f"{host} {rdtype}: SERVFAIL (bogus?)")
-        for rrset in response.answer:
+        for rrset in internet(response.answer):
             if rrset.rdtype == dns.rdatatype.from_text(rdtype):
                 addresses.extend(str(r.address) for r in rrset)
     if not addresses:

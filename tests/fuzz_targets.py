@@ -3,7 +3,8 @@ does not control. Each target accepts the tool's own one-line errors (RolloverEr
 else: any other exception, a hang (-timeout) or memory past -rss_limit_mb is a crash.
 
 Run one: python -m tests.fuzz_targets TARGET [libFuzzer flags] [CORPUS_DIR ...]
-Targets: material, params, zone, config. ``tests/test_atheris.py`` runs each for a fixed
+Targets: material, params, zone, config, dns (the observer over a replayed conversation of DNS
+answers, each framed by a two-octet length as over TCP). ``tests/test_atheris.py`` runs each for a fixed
 number of inputs, from a fixed seed, starting from a few valid inputs.
 """
 
@@ -23,6 +24,7 @@ with atheris.instrument_imports(include=["rollover", "providers"]):
     from rollover.params import parse_params
     from rollover.plan import TlsaRRset
     from rollover.sources import parse_material
+    from tests.replaydns import ReplayObserver, split_frames
 
 ZONE = "example.test."
 OWNER = "_25._tcp.mx1.example.test."
@@ -69,11 +71,24 @@ def config(data: bytes) -> None:
         assert str(exc).startswith("fuzz.yaml"), exc
 
 
+def dns_answers(data: bytes) -> None:
+    replies = split_frames(data)
+    if not replies:
+        return
+    observer = ReplayObserver(resolvers=["127.0.0.1:5353"], replies=replies)
+    try:
+        observation = observer.observe(OWNER.replace("example.test", "fuzz.test"))
+    except RolloverError:
+        return
+    _ = (observation.consistent, observation.records, observation.cache_horizon)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "material": material,
     "params": params,
     "zone": zone,
     "config": config,
+    "dns": dns_answers,
 }
 
 

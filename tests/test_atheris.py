@@ -14,7 +14,7 @@ import pytest
 
 from tests.rollover_env import REPO
 
-RUNS = {"material": 100_000, "params": 300_000, "zone": 10_000, "config": 30_000}
+RUNS = {"material": 100_000, "params": 300_000, "zone": 10_000, "config": 30_000, "dns": 30_000}
 SEED = 20261128
 
 pytestmark = pytest.mark.skipif(
@@ -38,6 +38,10 @@ def write_seeds(target: str, directory: Path) -> None:
         from tests.test_zonetext import ZONE as ZONE_TEXT
 
         seeds = [ZONE_TEXT.encode()]
+    elif target == "dns":
+        from tests.replaydns import conversation
+
+        seeds = [conversation()]
     else:
         seeds = [
             b"providers:\n  lab:\n    type: zonefile\n    path: /tmp/z.db\n    zone: example.test\n"

@@ -304,3 +304,17 @@ def test_unicode_digits_are_not_parameters(text: str) -> None:
 
     with pytest.raises(RolloverError, match="TLSA parameters"):
         parse_params(text)
+
+
+def test_answers_of_another_class_are_ignored() -> None:
+    """A server answering with an HS-class A record for the name server (atheris found the
+    traceback: such a record has no address attribute)."""
+    from tests.replaydns import ReplayObserver, conversation, split_frames
+
+    owner = "_25._tcp.mx1.fuzz.test."
+    good = ReplayObserver(resolvers=["127.0.0.1:5353"], replies=split_frames(conversation()))
+    assert good.observe(owner).authoritative[0].exists
+    odd = ReplayObserver(resolvers=["127.0.0.1:5353"], replies=split_frames(conversation("HS")))
+    observation = odd.observe(owner)  # the NS host has no IN address: reported, not a crash
+    assert observation.error is not None
+    assert "no addresses found for the NS set of fuzz.test." in observation.error
