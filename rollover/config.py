@@ -109,18 +109,45 @@ class Section:
                 raise ConfigError(f"{self.source}: {self.key(name)}[{i}]: expected a string")
         return list(value)
 
-    def command(self, name: str) -> list[str] | str | None:
-        """A command: an argument list, or a string run by the shell."""
+    def command(self, name: str, shell_key: str = "shell") -> list[str] | str | None:
+        """A command, run as an argument list without a shell: a list as given, or a string split
+        with shell-like quoting. Only when ``shell_key`` is true is a string handed to /bin/sh
+        (returned as a string); a string that needs a shell without it is refused."""
         value = self.get(name, (list, str))
+        shell = bool(self.get(shell_key, bool, False))
+        if value is None:
+            return None
         if isinstance(value, list):
             if not value or not all(isinstance(v, str) and v for v in value):
                 raise self.fail(name, "expected a non-empty list of strings or a string")
+            if shell:
+                raise self.fail(
+                    shell_key, f"runs a string through /bin/sh: give {name} as a string"
+                )
             return list(value)
-        if value is None:
-            return None
         if not value.strip():
             raise self.fail(name, "must not be empty")
-        return str(value)
+        if shell:
+            return str(value)
+        return self._arguments(name, shell_key, str(value))
+
+    def _arguments(self, name: str, shell_key: str, text: str) -> list[str]:
+        import shlex
+
+        lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        try:
+            tokens = list(lexer)
+        except ValueError as exc:
+            raise self.fail(name, f"cannot be split into arguments ({exc})") from None
+        operators = [t for t in tokens if t and all(c in "();<>|&" for c in t)]
+        if operators:
+            raise self.fail(
+                name,
+                f"uses the shell ({operators[0]!r}) but runs without one: give an argument "
+                f"list, or set {self.key(shell_key)}: true",
+            )
+        return shlex.split(text)
 
     def section(self, name: str, *, required: bool = False) -> Section | None:
         self.seen.add(name)
@@ -286,7 +313,7 @@ def parse_config(
     _check_servers(top, "resolvers", resolvers)
     state_dir = top.text("state_dir", DEFAULT_STATE_DIR)
     safety_factor = top.number("safety_factor", 2.0, low=1.0)
-    on_event = top.command("on_event")
+    on_event = top.command("on_event", shell_key="on_event_shell")
     services: dict[str, ServiceConfig] = {}
     service_section = top.section("services")
     if service_section is not None:

@@ -69,7 +69,8 @@ def test_the_documented_shape_loads(secret: Path) -> None:
     assert service.owner == "_25._tcp.mx1.example.test."
     assert [str(p) for p in service.records] == ["3 1 1", "2 0 1"]
     assert config.providers["lab"].settings.tsig.secret == b"k" * 32
-    assert config.providers["zonefile"].settings.reload == "rndc reload example.test"
+    # A string is split into arguments and runs without a shell (shell: true changes that).
+    assert config.providers["zonefile"].settings.reload == ["rndc", "reload", "example.test"]
     assert service.deploy is not None
     assert service.deploy.reload == ["systemctl", "reload", "postfix"]
     assert config.warnings == ()
@@ -112,6 +113,20 @@ _DELETE = object()
         ("resolvers", "127.0.0.1", "resolvers: expected a list"),
         ("safety_factor", 0.5, "safety_factor: 0.5 is below 1"),
         ("surprise", True, "surprise: unknown key"),
+        (
+            "services.mx1.deploy.reload",
+            "postfix reload && echo done",
+            "services.mx1.deploy.reload: uses the shell ('&&') but runs without one: give an "
+            "argument list, or set services.mx1.deploy.shell: true",
+        ),
+        (
+            "providers.zonefile.reload",
+            "rndc reload 'x",
+            "providers.zonefile.reload: cannot be split",
+        ),
+        ("services.mx1.deploy.shell", True, "services.mx1.deploy.shell: runs a string"),
+        ("on_event", "notify | mail root", "on_event: uses the shell ('|')"),
+        ("services.mx1.deploy.shell", "yes", "services.mx1.deploy.shell: expected"),
     ],
 )
 def test_errors_name_the_key_path(secret: Path, path: str, value: object, message: str) -> None:
@@ -186,3 +201,48 @@ def test_config_check_cli(tmp_path: Path, secret: Path) -> None:
     missing = run_rollover("config", "check", "--config", str(tmp_path / "none.yaml"))
     assert missing.returncode == 4
     assert "no such configuration file" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("section", "command", "shell", "runs"),
+    [
+        ("deploy", "postfix reload", None, ["postfix", "reload"]),
+        (
+            "deploy",
+            "/usr/sbin/postfix -c '/etc/post fix' reload",
+            None,
+            ["/usr/sbin/postfix", "-c", "/etc/post fix", "reload"],
+        ),
+        ("deploy", "postfix reload && echo ok", True, "postfix reload && echo ok"),
+        ("deploy", ["postfix", "reload"], None, ["postfix", "reload"]),
+        ("zonefile", "rndc reload example.test; true", True, "rndc reload example.test; true"),
+        ("on_event", "logger -t rollover done", None, ["logger", "-t", "rollover", "done"]),
+        ("on_event", "logger done | mail root", True, "logger done | mail root"),
+    ],
+)
+def test_commands_run_without_a_shell_unless_asked(
+    secret: Path, section: str, command: object, shell: bool | None, runs: object
+) -> None:
+    """The issue's contract: an argument list, not through a shell, unless ``shell: true``."""
+    doc = base(secret)
+    if section == "deploy":
+        where = doc["services"]["mx1"]["deploy"]
+        where["reload"] = command
+        if shell is not None:
+            where["shell"] = shell
+    elif section == "zonefile":
+        doc["providers"]["zonefile"]["reload"] = command
+        doc["providers"]["zonefile"]["shell"] = shell
+    else:
+        doc["on_event"] = command
+        if shell is not None:
+            doc["on_event_shell"] = shell
+    config = parse_config(doc, "c.yaml", providers.settings_parser)
+    deploy = config.service("mx1").deploy
+    assert deploy is not None
+    found = {
+        "deploy": deploy.reload,
+        "zonefile": config.providers["zonefile"].settings.reload,
+        "on_event": config.on_event,
+    }[section]
+    assert found == runs

@@ -318,3 +318,37 @@ def test_answers_of_another_class_are_ignored() -> None:
     observation = odd.observe(owner)  # the NS host has no IN address: reported, not a crash
     assert observation.error is not None
     assert "no addresses found for the NS set of fuzz.test." in observation.error
+
+
+def test_reload_runs_without_a_shell_unless_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A configured string becomes an argument list: shell syntax in it is inert data."""
+    from rollover.config import parse_config
+
+    def deployer(reload: str, shell: bool) -> FileDeployer:
+        doc = {
+            "providers": {"z": {"type": "zonefile", "path": str(tmp_path / "z.db"), "zone": "t."}},
+            "services": {
+                "mx": {
+                    "host": "mx.t",
+                    "provider": "z",
+                    "deploy": {
+                        "chain": str(tmp_path / "c.pem"),
+                        "key": str(tmp_path / "k.pem"),
+                        "reload": reload,
+                        "shell": shell,
+                    },
+                }
+            },
+        }
+        deploy = parse_config(doc, "c.yaml", providers.settings_parser).service("mx").deploy
+        assert deploy is not None
+        return FileDeployer(deploy)
+
+    monkeypatch.setenv("MARKER_WORD", "expanded")
+    deployer(f"touch {tmp_path}/$MARKER_WORD", shell=False).reload()
+    assert (tmp_path / "$MARKER_WORD").exists()  # the argument, as written
+    assert not (tmp_path / "expanded").exists()
+    deployer(f"touch {tmp_path}/$MARKER_WORD", shell=True).reload()
+    assert (tmp_path / "expanded").exists()  # only with shell: true does /bin/sh expand it

@@ -82,6 +82,7 @@ def test_reload_failing_then_fixed(env: ServiceEnv) -> None:
                 "chain": str(env.deploy_chain),
                 "key": str(env.deploy_key),
                 "reload": "echo 'postfix: fatal: bad config' >&2; exit 1",
+                "shell": True,
             }
         )
         start(env)

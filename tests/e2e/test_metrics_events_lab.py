@@ -21,6 +21,7 @@ def test_metrics_and_on_event_after_a_rollover(lab: Lab, tmp_path: Path) -> None
             f'echo "$ROLLOVER_SERVICE $ROLLOVER_EVENT $ROLLOVER_PHASE '
             f'$ROLLOVER_MESSAGE" >> {events}'
         )
+        doc["on_event_shell"] = True
         env.config.write_text(yaml.safe_dump(doc))
         before = env.rollover("metrics")
         assert before.returncode == 0, before.stderr
