@@ -390,27 +390,10 @@ def test_rollover_start_to_done_on_route53(moto_endpoint: str, aws_env: None, tm
         published = env.rollover("publish", env.name, "--cert", str(env.deploy_chain), env=aws)
         assert published.returncode == 0, published.stderr
         # moto reports the zone as not signing: refused without --allow-insecure.
-        refused = env.rollover(
-            "start",
-            env.name,
-            "--cert",
-            str(env.staged_chain),
-            "--key",
-            str(env.staged_key),
-            env=aws,
-        )
+        refused = env.start_rollover(env=aws)
         assert refused.returncode == 8
         assert "does not sign" in refused.stderr
-        started = env.rollover(
-            "start",
-            env.name,
-            "--cert",
-            str(env.staged_chain),
-            "--key",
-            str(env.staged_key),
-            "--allow-insecure",
-            env=aws,
-        )
+        started = env.start_rollover("--allow-insecure", env=aws)
         assert started.returncode == 0, started.stderr
         run = env.rollover("run", env.name, env=aws, timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr

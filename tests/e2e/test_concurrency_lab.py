@@ -46,9 +46,7 @@ def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
         published_before = len(counter.accepted_updates())
         assert published_before == SERVICES
         for env in envs:
-            started = env.rollover(
-                "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
-            )
+            started = env.start_rollover()
             assert started.returncode == 0, started.stderr
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:

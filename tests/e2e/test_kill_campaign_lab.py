@@ -36,9 +36,7 @@ def test_sigkill_at_random_instants(lab: Lab, tmp_path: Path, index: int) -> Non
     kills = []
     try:
         wait_sender_ready(sender)
-        started = env.rollover(
-            "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
-        )
+        started = env.start_rollover()
         assert started.returncode == 0, started.stderr
         for _ in range(KILLS):
             process = subprocess.Popen(

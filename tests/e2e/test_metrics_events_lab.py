@@ -27,12 +27,7 @@ def test_metrics_and_on_event_after_a_rollover(lab: Lab, tmp_path: Path) -> None
         assert before.returncode == 0, before.stderr
         assert f'rollover_verify_status{{service="{env.name}"}} 0' in before.stdout
         assert f'rollover_phase{{service="{env.name}",phase="done"}} 0' in before.stdout
-        assert (
-            env.rollover(
-                "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
-            ).returncode
-            == 0
-        )
+        assert env.start_rollover().returncode == 0
         mid = env.rollover("metrics", "--no-verify")
         assert (
             f'rollover_phase{{service="{env.name}",phase="aging"}} 1' in mid.stdout

@@ -40,12 +40,7 @@ def test_pinned_trust_anchors_published_and_checked(lab: Lab, tmp_path: Path) ->
         reasons = json.loads(warned.stdout)["results"][0]["reasons"]
         assert any("not among the pinned trust_anchors" in r for r in reasons)
         # status says so too, offline, from the deployed chain
-        assert (
-            env.rollover(
-                "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
-            ).returncode
-            == 0
-        )
+        assert env.start_rollover().returncode == 0
         status = json.loads(env.rollover("status", env.name, "--json").stdout)
         assert any("not among the pinned" in w for w in status["warnings"])
         # JSON logs: one object per line

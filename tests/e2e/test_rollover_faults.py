@@ -30,15 +30,7 @@ def test_crash_at_every_step_then_resume(env: ServiceEnv, lab: Lab, point: str) 
     try:
         wait_sender_ready(sender)
         crash = {"ROLLOVER_FAULT_CRASH_AT": point}
-        started = env.rollover(
-            "start",
-            env.name,
-            "--cert",
-            str(env.staged_chain),
-            "--key",
-            str(env.staged_key),
-            env=crash,
-        )
+        started = env.start_rollover(env=crash)
         if point != "after-publish":
             assert started.returncode == 0, started.stderr
             crashed = env.rollover("run", env.name, env=crash)
@@ -61,15 +53,7 @@ def test_crash_at_every_step_then_resume(env: ServiceEnv, lab: Lab, point: str) 
 
 
 def test_two_advances_at_once_one_acts(env: ServiceEnv, lab: Lab) -> None:
-    started = env.rollover(
-        "start",
-        env.name,
-        "--cert",
-        str(env.staged_chain),
-        "--key",
-        str(env.staged_key),
-        "--dry-run",
-    )
+    started = env.start_rollover("--dry-run")
     assert started.returncode == 0
     # Create the rollover without its first advance, then race two advances at it.
     from tests.e2e.test_rollover_lab import _engine, _staged
@@ -111,9 +95,7 @@ def test_a_held_lease_blocks_a_second_process(env: ServiceEnv) -> None:
 
 
 def test_abort_before_deploy_withdraws_the_new(env: ServiceEnv, lab: Lab) -> None:
-    started = env.rollover(
-        "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
-    )
+    started = env.start_rollover()
     assert started.returncode == 0, started.stderr
     assert str(rec("3 1 1", env.next_leaf)) in tlsa_at_primary(lab, env.owner)
     aborted = env.rollover("abort", env.name)
@@ -169,9 +151,7 @@ def test_start_refuses_an_unsound_starting_point(env: ServiceEnv, lab: Lab) -> N
         delete=((env.owner, "TLSA"),),
         add=((env.owner, 2, "TLSA", str(rec("3 1 1", env.next_leaf))),),
     )
-    unsound = env.rollover(
-        "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
-    )
+    unsound = env.start_rollover()
     assert unsound.returncode == 8
     assert "no published TLSA record matches" in unsound.stderr
 
@@ -181,9 +161,7 @@ def test_start_refuses_an_insecure_zone(lab: Lab, tmp_path: Path) -> None:
     env.start_server()
     try:
         env.write_config()
-        result = env.rollover(
-            "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
-        )
+        result = env.start_rollover()
         assert result.returncode == 8
         assert "not DNSSEC-secure" in result.stderr
         assert "--allow-insecure" in result.stderr

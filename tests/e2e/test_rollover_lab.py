@@ -25,9 +25,7 @@ def test_full_rollover_with_a_continuous_sender(env: ServiceEnv, lab: Lab) -> No
     sender = env.sender().start()
     try:
         wait_sender_ready(sender)
-        started = env.rollover(
-            "start", env.name, "--cert", str(env.staged_chain), "--key", str(env.staged_key)
-        )
+        started = env.start_rollover()
         assert started.returncode == 0, started.stderr
         run = env.rollover("run", env.name, timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr
