@@ -1,16 +1,32 @@
-"""The clock, passed in so tests (and the crash campaign) can inject one."""
+"""The clock, passed in so tests (and the crash campaign) can inject one.
+
+Three readings, for three jobs:
+
+- ``now()``: the wall clock (UTC), for what people read and what is stored.
+- ``monotonic()``: seconds since the epoch, for leases shared by processes through the state
+  store (they must compare across processes, and a lease only ever errs on the safe side).
+- ``boottime()``: this boot's own clock (Linux ``CLOCK_BOOTTIME``: it does not jump when the wall
+  clock is stepped, and it counts suspended time, as TTLs do), with ``boot_id()`` naming the boot.
+  The ageing deadline is kept on it as well as on the wall clock, so a forward step of the wall
+  clock (an NTP step) cannot shorten the wait. Across a reboot only the wall clock is left.
+"""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
+
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
     def sleep(self, seconds: float) -> None: ...
     def monotonic(self) -> float: ...
+    def boottime(self) -> float | None: ...
+    def boot_id(self) -> str | None: ...
 
 
 class SystemClock:
@@ -22,3 +38,15 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.time()
+
+    def boottime(self) -> float | None:
+        clock = getattr(time, "CLOCK_BOOTTIME", None)
+        if clock is None:
+            return time.monotonic()
+        return time.clock_gettime(clock)
+
+    def boot_id(self) -> str | None:
+        try:
+            return _BOOT_ID.read_text(encoding="ascii").strip() or None
+        except OSError:
+            return None

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from rollover.config import DeployConfig
 from rollover.errors import RolloverError
@@ -92,9 +93,22 @@ def write_file(path: str, data: bytes, *, private: bool) -> None:
         raise DeployError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
+class Deployer(Protocol):
+    """Where the server reads its chain and key, and how it is told to read them again."""
+
+    def deployed(self) -> tuple[bytes | None, bytes | None]: ...
+    def matches(self, chain: bytes, key: bytes) -> bool: ...
+    def install(self, chain: bytes, key: bytes) -> None: ...
+    def reload(self) -> None: ...
+    def describe(self) -> str: ...
+
+
 class FileDeployer:
     def __init__(self, config: DeployConfig) -> None:
         self.config = config
+
+    def describe(self) -> str:
+        return self.config.chain
 
     def deployed(self) -> tuple[bytes | None, bytes | None]:
         return _read(self.config.chain), _read(self.config.key)

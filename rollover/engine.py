@@ -9,7 +9,6 @@ acting on the same rollover at once; a crashed holder's lease expires.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import uuid
@@ -24,8 +23,8 @@ from providers.base import Provider, Receipt
 from rollover.association import Association
 from rollover.clock import Clock
 from rollover.config import ServiceConfig
-from rollover.deploy import DeployError, FileDeployer, write_file
-from rollover.errors import InputError, PreconditionError, RolloverError
+from rollover.deploy import Deployer, DeployError, FileDeployer, write_file
+from rollover.errors import ConflictError, PreconditionError, RolloverError
 from rollover.faults import crash_point
 from rollover.matching import match_chain
 from rollover.observation import DnssecState, Observation, resolver_lag
@@ -44,51 +43,18 @@ from rollover.phases import (
     wait_seconds,
 )
 from rollover.plan import Change, TlsaRRset, plan_publish
+from rollover.promise import Context, Window, plan_rollover, violations
 from rollover.provider_view import ProviderObserver
 from rollover.publishing import LiveChains, check_live, service_associations
-from rollover.sources import Material, parse_material, read_source, same_key, spki_der
+from rollover.sources import describe_key, spki_der
+from rollover.staging import Staged, load_staged, presented_order, read_passphrase
 from state.ownership import OwnershipStore
 from state.store import StateStore
 
 LEASE_SECONDS = 120.0
+CUTOVER_HELD_AFTER = timedelta(minutes=1)
 Output = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Staged:
-    chain_path: str
-    key_path: str
-    chain: bytes
-    key: bytes
-    material: Material
-    spki_sha256: str
-
-
-def load_staged(chain_path: str, key_path: str, passphrase: bytes | None) -> Staged:
-    """The staged chain and key; refused unless the key belongs to the chain's leaf."""
-    from rollover.chain import build_chain
-
-    chain_bytes, key_bytes = read_source(chain_path), read_source(key_path)
-    material = parse_material(chain_path, chain_bytes)
-    if not material.certificates:
-        raise InputError(f"{chain_path}: holds no certificate")
-    key = parse_material(key_path, key_bytes, passphrase)
-    if key.key_kind != "private key":
-        raise InputError(f"{key_path}: not a private key")
-    leaf = build_chain(chain_path, material.certificates).leaf
-    if key.public_key is None or not same_key(leaf, key.public_key):
-        raise InputError(
-            f"{key_path}: this key does not belong to the leaf certificate of "
-            f"{chain_path}; refusing to stage them"
-        )
-    return Staged(
-        chain_path,
-        key_path,
-        chain_bytes,
-        key_bytes,
-        material,
-        hashlib.sha256(spki_der(leaf)).hexdigest(),
-    )
+Checkpoint = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -117,6 +83,8 @@ class Engine:
         cutover_timeout: timedelta = CUTOVER_TIMEOUT,
         wait_timeout: float = 120.0,
         on_event: Callable[[str, Rollover, str], None] | None = None,
+        deployer: Deployer | None = None,
+        checkpoint: Checkpoint = crash_point,
     ) -> None:
         self.service = service
         self.provider = provider
@@ -131,14 +99,23 @@ class Engine:
         self.cutover_timeout = cutover_timeout
         self.wait_timeout = wait_timeout
         self.on_event = on_event
+        self.deployer = deployer
+        self.checkpoint = checkpoint
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # -- start -----------------------------------------------------------------------------
-    def plan(self, staged: Staged, *, allow_insecure: bool) -> Rollover:
-        """Compute the rollover and check the starting point is sound; nothing is changed."""
+    def context(self, now: datetime) -> Context:
+        service = self.service
+        return Context(service.port, service.host, now, tuple(service.records))
+
+    def plan(
+        self, staged: Staged, *, allow_insecure: bool, passphrase_source: str | None = None
+    ) -> Rollover:
+        """Compute the rollover and check that it keeps every sender working; nothing is
+        changed. A plan that cannot keep the rule is refused with the reason."""
         service = self.service
         now = self.clock.now()
-        new, warnings = service_associations(service, staged.material, now)
+        configured, warnings = service_associations(service, staged.material, now)
         for line in dict.fromkeys(warnings):
             self.out(f"warning: {line}")
         observation = self.observer.observe(service.owner)
@@ -151,27 +128,36 @@ class Engine:
                 f"cannot probe the server ({live.error}); the starting "
                 "point must be known before a rollover"
             )
-        old: set[Association] = set()
-        for chain in live.chains:
-            matching = {a for a in current.records if _matches(a, chain, service, now)}
-            if current.exists and not matching:
-                raise PreconditionError(
-                    f"{service.owner}: the server presents {chain[0].subject.rfc4514_string()}, "
-                    "which no published TLSA record matches; fix that before rolling over"
-                )
-            old |= matching
+        if not live.chains:
+            raise PreconditionError("the server presented no certificate; nothing to roll from")
+        if staged.encrypted and passphrase_source is None:
+            raise PreconditionError(
+                f"{staged.key_path}: the staged key is encrypted; give its passphrase with "
+                "--passphrase-file or $ROLLOVER_PASSPHRASE so the deploy can read it"
+            )
+        plan = plan_rollover(
+            current.records, live.chains, presented_order(staged), configured, self.context(now)
+        )
+        for note in plan.notes:
+            self.out(f"plan: {note}")
         phase = Phase.PUBLISHING
-        if self._aged_already(new, current.records, observation.cache_horizon, now):
+        if not plan.bridge and self._aged_already(
+            plan.new, current.records, observation.cache_horizon, now
+        ):
             phase = Phase.DEPLOYING  # "current + next": the wait happened ahead of time
         return Rollover(
             service=service.name,
             owner=service.owner,
             phase=phase,
-            old=frozenset(old),
-            new=new,
+            old=plan.old,
+            new=plan.new,
+            bridge=plan.bridge,
+            final=plan.final,
+            notes=plan.notes,
             staged_chain=staged.chain_path,
             staged_key=staged.key_path,
             staged_spki=staged.spki_sha256,
+            passphrase_source=passphrase_source if staged.encrypted else None,
             started_at=now,
             since=now,
             safety_factor=max(1.0, self.safety_factor),
@@ -223,8 +209,17 @@ class Engine:
                 "(use --allow-insecure to roll over anyway)"
             )
 
-    def start(self, staged: Staged, *, allow_insecure: bool = False) -> Rollover:
-        rollover = self.store.create(self.plan(staged, allow_insecure=allow_insecure))
+    def start(
+        self,
+        staged: Staged,
+        *,
+        allow_insecure: bool = False,
+        passphrase_source: str | None = None,
+    ) -> Rollover:
+        planned = self.plan(
+            staged, allow_insecure=allow_insecure, passphrase_source=passphrase_source
+        )
+        rollover = self.store.create(planned)
         self.store.append(
             rollover,
             self.clock.now(),
@@ -232,6 +227,9 @@ class Engine:
             {
                 "old": sorted(map(str, rollover.old)),
                 "new": sorted(map(str, rollover.new)),
+                "bridge": sorted(map(str, rollover.bridge)),
+                "final": sorted(map(str, rollover.kept)),
+                "notes": list(rollover.notes),
                 "staged_spki_sha256": rollover.staged_spki,
                 "horizon_before": rollover.horizon_before,
             },
@@ -260,12 +258,28 @@ class Engine:
                 rollover = self.store.current(self.service.name) or rollover
                 if rollover.phase in FINAL:
                     break
+                if not self._renew(rollover):
+                    message = "the lease was lost to another process; stopping here"
+                    break
                 facts = self._facts(rollover)
                 now = self.clock.now()
                 decision = decide(rollover, facts, now, self.cutover_timeout)
                 message = decision.message
                 if decision.action is not Action.NONE:
                     self._act(rollover, decision)
+                if decision.action is Action.REPUBLISH:
+                    # The world lost what the rollover stands on: held, and said at once.
+                    fault = decision.message
+                    rollover = self._save_wait(
+                        rollover, replace(decision, waiting_until=now), decision.message
+                    )
+                    break
+                if facts.fault is None and decision.phase == Phase.CUTTING_OVER:
+                    waited = now - (rollover.deployed_at or rollover.since)
+                    if decision.action is Action.NONE and waited > CUTOVER_HELD_AFTER:
+                        # Still not every address on the new key a minute after the deploy:
+                        # held (rollover_held shows it), with which address presents what.
+                        facts = replace(facts, fault=decision.message)
                 if decision.phase == rollover.phase and decision.action is Action.NONE:
                     # A fault is reported once something held the rollover at two advances in
                     # a row (its wording may differ: resolvers vary their EDE text): a single
@@ -317,6 +331,11 @@ class Engine:
             return self.store.acquire(rollover, self.holder, now, LEASE_SECONDS)
         return False
 
+    def _renew(self, rollover: Rollover) -> bool:
+        """Extend the lease before each step: a long advance (provider waits, probes) must not
+        outlast it and let a second process act on the same rollover."""
+        return self.store.acquire(rollover, self.holder, self.clock.monotonic(), LEASE_SECONDS)
+
     def _save_wait(self, rollover: Rollover, decision: Decision, fault: str | None) -> Rollover:
         """A wait is stored with the fault that holds it (shown by status), or none."""
         if rollover.waiting_until == decision.waiting_until and rollover.error == fault:
@@ -346,30 +365,50 @@ class Engine:
             records = self.provider.read(r.owner).records
             self._reconcile_retired(r, records)
             return Facts(provider_records=records)
+        if phase == Phase.AGING:
+            return Facts(boot_id=self.clock.boot_id(), boottime=self.clock.boottime())
         if phase in (Phase.PROPAGATING, Phase.DEPLOYING, Phase.VERIFYING):
             records = self.provider.read(r.owner).records
+            if phase == Phase.VERIFYING:
+                self._reconcile_retired(r, records)
             observation = self.observer.observe(r.owner)
             final = phase == Phase.VERIFYING
             served = self._served(r, observation, final=final)
-            return replace(served, provider_records=records, horizon=observation.cache_horizon)
+            return replace(
+                served,
+                provider_records=records,
+                horizon=observation.cache_horizon,
+                boot_id=self.clock.boot_id(),
+                boottime=self.clock.boottime(),
+            )
         if phase == Phase.CUTTING_OVER:
-            crash_point("during-cutover")
+            self.checkpoint("during-cutover")
             live = self.live()
             if live.error is not None:
                 return Facts(live_new=False, live_error=live.error, fault=live.error)
             now = self.clock.now()
-            ok = bool(live.chains) and all(
-                match_chain(
-                    r.new,
-                    chain,
-                    port=self.service.port,
-                    reference_names=[self.service.host],
-                    now=now,
-                ).ok
-                for chain in live.chains
-            )
-            return Facts(live_new=ok)
+            seen = live.seen or tuple(("the server", c) for c in live.chains)
+            behind = [
+                f"{where} presents {_key_line(chain)}"
+                for where, chain in seen
+                if not self._authenticated(r.new, chain, now)
+            ]
+            ok = bool(live.chains) and not behind
+            detail = None
+            if behind:
+                detail = (
+                    "; ".join(behind) + f", not the new key (SPKI SHA-256 {r.staged_spki[:16]})"
+                )
+            return Facts(live_new=ok, cutover_detail=detail)
         return Facts()
+
+    def _authenticated(
+        self, records: frozenset[Association], chain: tuple[x509.Certificate, ...], now: datetime
+    ) -> bool:
+        service = self.service
+        return match_chain(
+            records, chain, port=service.port, reference_names=[service.host], now=now
+        ).ok
 
     def _served(self, r: Rollover, observation: Observation, *, final: bool) -> Facts:
         """Every authoritative server and every resolver serves what this phase needs; a
@@ -382,10 +421,11 @@ class Engine:
                 detail=observation.error,
                 fault=observation.error,
             )
-        gone = r.old - r.new
 
         def good(records: frozenset[Association]) -> bool:
-            return r.new <= records and not (final and gone & records)
+            if final:
+                return r.kept <= records and not r.retiring & records
+            return r.published <= records
 
         lagging = [
             a.address
@@ -425,11 +465,13 @@ class Engine:
             self._deploy(r)
         elif decision.action is Action.RETIRE:
             self._retire(r)
+        elif decision.action is Action.REPUBLISH:
+            self._republish(r)
 
     def pending_change(self, r: Rollover) -> Change | None:
         """The provider change the current phase needs (publish or retire), or None."""
         if r.phase == Phase.PUBLISHING:
-            change = plan_publish(self.provider.read(r.owner), r.new, self.service.ttl)
+            change = plan_publish(self.provider.read(r.owner), r.published, self.service.ttl)
             return None if change.is_noop else change
         if r.phase == Phase.RETIRING:
             return self._retire_change(r)
@@ -452,37 +494,77 @@ class Engine:
         if change.added:
             self.ownership.confirm(r.owner, change.added, self.clock.now())
 
-    def _publish(self, r: Rollover) -> None:
-        change = self.pending_change(r)
-        if change is None:
-            return
+    def _apply(self, r: Rollover, change: Change, point: str) -> None:
         self.before_change(r, change)
         receipt = self.provider.apply(change)
-        crash_point("after-publish")
+        self.checkpoint(point)
         self.after_change(r, change, receipt)
 
-    def _deploy(self, r: Rollover) -> None:
-        deploy = self.service.deploy
-        if deploy is None:
-            raise PreconditionError(f"services.{r.service}.deploy is not configured")
-        staged = load_staged(r.staged_chain, r.staged_key, None)
+    def _publish(self, r: Rollover) -> None:
+        change = self.pending_change(r)
+        if change is not None:
+            self._apply(r, change, "after-publish")
+
+    def _republish(self, r: Rollover) -> None:
+        """Put back the new key's associations that vanished (out of band, or an abort that
+        raced this advance) while the new key may be served; nothing is removed."""
+        needed = r.kept if r.phase == Phase.VERIFYING else r.new | r.kept
+        change = plan_publish(self.provider.read(r.owner), needed, self.service.ttl)
+        if not change.is_noop:
+            self._apply(r, change, "after-publish")
+
+    def staged(self, r: Rollover) -> Staged:
+        """The staged chain and key as recorded at start (an encrypted key's passphrase read
+        again from the source recorded then)."""
+        staged = load_staged(r.staged_chain, r.staged_key, read_passphrase(r.passphrase_source))
         if staged.spki_sha256 != r.staged_spki:
             raise PreconditionError(
                 f"{r.staged_key}: the staged key changed since the rollover "
                 "started; its association is not the one published"
             )
-        deployer = FileDeployer(deploy)
+        return staged
+
+    def _deployer(self) -> Deployer:
+        if self.deployer is not None:
+            return self.deployer
+        deploy = self.service.deploy
+        if deploy is None:
+            raise PreconditionError(f"services.{self.service.name}.deploy is not configured")
+        return FileDeployer(deploy)
+
+    def _deploy(self, r: Rollover) -> None:
+        deployer = self._deployer()
+        staged = self.staged(r)
+        self._check_deploy_window(r, staged)
         if not deployer.matches(staged.chain, staged.key):
             self._backup(r, deployer)
             deployer.install(staged.chain, staged.key)
-            crash_point("after-install")
+            self.checkpoint("after-install")
         deployer.reload()
-        crash_point("after-reload")
+        self.checkpoint("after-reload")
         self.store.append(
-            r, self.clock.now(), "deploy", {"chain": deploy.chain, "spki_sha256": r.staged_spki}
+            r,
+            self.clock.now(),
+            "deploy",
+            {"chain": deployer.describe(), "spki_sha256": r.staged_spki},
         )
 
-    def _backup(self, r: Rollover, deployer: FileDeployer) -> None:
+    def _check_deploy_window(self, r: Rollover, staged: Staged) -> None:
+        """The rule, checked on the world before the deploy: the RRset the provider holds now
+        (every cache holds it, it aged) authenticates the chains presented now and the new."""
+        records = self.provider.read(r.owner).records
+        live = self.live()
+        if live.error is not None:
+            raise PreconditionError(
+                f"cannot probe the server ({live.error}); not deploying while it cannot be seen"
+            )
+        now = self.clock.now()
+        window = Window("deploying", (records,), (*live.chains, presented_order(staged)))
+        broken = violations([window], self.context(now))
+        if broken:
+            raise PreconditionError(f"not deploying: a sender would fail: {broken[0]}")
+
+    def _backup(self, r: Rollover, deployer: Deployer) -> None:
         directory = self._backup_dir(r)
         if (directory / "chain.pem").exists():
             return  # the first backup is the previous deployment; keep it
@@ -497,28 +579,38 @@ class Engine:
 
     def _retire_change(self, r: Rollover) -> Change | None:
         current = self.provider.read(r.owner)
+        if not (r.new <= current.records or r.kept <= current.records):
+            return None  # the guard: the decision republishes first
         live = self.live()
         if live.error is not None:
             raise PreconditionError(
                 f"cannot probe the server ({live.error}); the old associations stay until it can be"
             )
         now = self.clock.now()
+        # Old and bridging records still matching a presented chain stay; the new key's
+        # transitional ones go once the final set carries the new key.
         retiring = {
             a
-            for a in (r.old - r.new) & current.records
-            if not any(_matches(a, chain, self.service, now) for chain in live.chains)
+            for a in r.retiring & current.records
+            if a in r.new
+            or not any(self._authenticated(frozenset({a}), c, now) for c in live.chains)
         }
-        if not retiring:
+        after = (current.records - retiring) | r.kept
+        if after == current.records:
             return None
-        change = Change(current, TlsaRRset(r.owner, current.ttl, current.records - retiring))
+        change = Change(current, TlsaRRset(r.owner, current.ttl or self.service.ttl, after))
         check_live(change, live, port=self.service.port, host=self.service.host, now=now)
+        window = Window("retiring", (current.records, after), live.chains)
+        broken = violations([window], self.context(now))
+        if broken:
+            raise PreconditionError(f"not retiring: a sender would fail: {broken[0]}")
         return change
 
     def _reconcile_retired(self, r: Rollover, records: frozenset[Association]) -> None:
         """A removal the provider applied but whose reply never came back (a dropped connection,
         a kill between the call and its record) is recorded once it is seen: the history says
         so and the associations stop counting as ours."""
-        vanished = (self.ownership.owned(r.owner) & (r.old - r.new)) - records
+        vanished = (self.ownership.owned(r.owner) & r.retiring) - records
         if vanished:
             self.ownership.release(r.owner, vanished)
             self.store.append(
@@ -530,54 +622,102 @@ class Engine:
 
     def _retire(self, r: Rollover) -> None:
         change = self._retire_change(r)
-        if change is None:
-            return
-        receipt = self.provider.apply(change)
-        crash_point("after-retire")
-        self.after_change(r, change, receipt)
+        if change is not None:
+            self._apply(r, change, "after-retire")
 
     # -- abort and rollback ----------------------------------------------------------------
-    def abort(self) -> Rollover:
-        r = self._current_active()
-        if r.phase not in BEFORE_DEPLOY:
-            raise PreconditionError(
-                f"the new key may already be deployed ({r.phase}); abort "
-                "is only possible before the deploy step: use rollover "
-                "rollback"
+    def _claim(self, *, allow_failed: bool = False) -> Rollover:
+        """The current rollover with its lease held: never two processes on one rollover."""
+        r = self._current_active(allow_failed=allow_failed)
+        if not self._lease(r):
+            raise ConflictError(
+                f"another process is advancing the rollover of {self.service.name}; "
+                "nothing was changed: try again when it is done"
             )
-        self._withdraw_new(r)
-        return self._finish(r, Phase.ABORTED, "aborted before deploy; new associations withdrawn")
+        return self._current_active(allow_failed=allow_failed)
+
+    def _deployed_new(self, r: Rollover) -> bool:
+        """Whether the new key is (or may be) installed where the server reads it."""
+        if r.deployed_at is not None:
+            return True
+        try:
+            chain, _key = self._deployer().deployed()
+        except RolloverError:
+            return True
+        if chain is None:
+            return False
+        from rollover.sources import parse_material
+
+        try:
+            certificates = parse_material("deployed chain", chain).certificates
+        except RolloverError:
+            return True
+        return any(spki_sha256(c) == r.staged_spki for c in certificates)
+
+    def abort(self) -> Rollover:
+        r = self._claim()
+        try:
+            if r.phase not in BEFORE_DEPLOY and not (
+                r.phase == Phase.DEPLOYING and not self._deployed_new(r)
+            ):
+                raise PreconditionError(
+                    f"the new key may already be deployed ({r.phase}); abort "
+                    "is only possible before the deploy step: use rollover rollback"
+                )
+            # The compare-and-swap first: an advance that raced us finds the rollover over.
+            ended = self._end(r, Phase.ABORTED, "aborted before deploy; withdrawing the new")
+            self._withdraw_new(ended)
+            self._event(Phase.ABORTED.value, ended, "aborted before deploy")
+            return ended
+        finally:
+            self.store.release(r, self.holder)
 
     def rollback(self) -> Rollover:
-        r = self._current_active(allow_failed=True)
-        if r.phase in BEFORE_DEPLOY:
-            raise PreconditionError("nothing is deployed yet: use rollover abort")
-        if r.phase not in (Phase.CUTTING_OVER, Phase.FAILED, Phase.DEPLOYING):
-            raise PreconditionError(
-                f"too late to roll back ({r.phase}): the old associations "
-                "are being or have been retired"
+        r = self._claim(allow_failed=True)
+        try:
+            if r.phase in BEFORE_DEPLOY or not self._deployed_new(r):
+                raise PreconditionError("nothing is deployed yet: use rollover abort")
+            if r.phase not in (Phase.CUTTING_OVER, Phase.FAILED, Phase.DEPLOYING):
+                raise PreconditionError(
+                    f"too late to roll back ({r.phase}): the old associations "
+                    "are being or have been retired"
+                )
+            directory = self._backup_dir(r)
+            try:
+                chain = (directory / "chain.pem").read_bytes()
+                key = (directory / "key.pem").read_bytes()
+            except OSError:
+                raise PreconditionError(
+                    f"no backup of the previous deployment in {directory}"
+                ) from None
+            self._require_old_published(r, chain)
+            ended = self._end(
+                replace(r, rolled_back=True), Phase.ABORTED, "rolling back to the previous key"
             )
-        current = self.provider.read(r.owner)
-        if r.old and not (r.old - r.new) & current.records:
+            deployer = self._deployer()
+            deployer.install(chain, key)
+            deployer.reload()
+            self.store.append(ended, self.clock.now(), "deploy", {"rolled_back": True})
+            self._withdraw_new(ended)
+            self._event(Phase.ABORTED.value, ended, "rolled back to the previous chain and key")
+            return ended
+        finally:
+            self.store.release(r, self.holder)
+
+    def _require_old_published(self, r: Rollover, chain_pem: bytes) -> None:
+        from rollover.chain import build_chain
+        from rollover.sources import parse_material
+
+        certificates = parse_material("backup chain", chain_pem).certificates
+        ordered = build_chain("backup chain", certificates) if certificates else None
+        current = self.provider.read(r.owner).records
+        if ordered is None or not self._authenticated(
+            current, tuple(certificates[i] for i in ordered.path), self.clock.now()
+        ):
             raise PreconditionError(
                 "the old associations are no longer published: redeploying "
                 "the previous key would break delivery"
             )
-        directory = self._backup_dir(r)
-        try:
-            chain = (directory / "chain.pem").read_bytes()
-            key = (directory / "key.pem").read_bytes()
-        except OSError:
-            raise PreconditionError(
-                f"no backup of the previous deployment in {directory}"
-            ) from None
-        deploy = self.service.deploy
-        assert deploy is not None
-        deployer = FileDeployer(deploy)
-        deployer.install(chain, key)
-        deployer.reload()
-        r = replace(r, rolled_back=True)
-        return self._finish(r, Phase.ABORTED, "rolled back to the previous chain and key")
 
     def _current_active(self, *, allow_failed: bool = False) -> Rollover:
         r = self.store.current(self.service.name)
@@ -586,34 +726,41 @@ class Engine:
         return r
 
     def _withdraw_new(self, r: Rollover) -> None:
+        """Withdraw what this rollover added (the new key's and the bridging associations),
+        recorded in the history; the starting point's records stay."""
         current = self.provider.read(r.owner)
         ours = self.ownership.owned(r.owner)
-        removing = (r.new - r.old) & current.records & ours
+        removing = (r.published - r.old) & current.records & ours
         if not removing:
             return
-        change = Change(
-            current,
-            TlsaRRset(
-                r.owner,
-                current.ttl if current.records - removing else None,
-                current.records - removing,
-            ),
-        )
-        receipt = self.provider.apply(change)
-        self.ownership.release(r.owner, frozenset(removing))
-        self.provider.wait(receipt, self.wait_timeout)
+        remaining = current.records - removing
+        change = Change(current, TlsaRRset(r.owner, current.ttl if remaining else None, remaining))
+        try:
+            receipt = self.provider.apply(change)
+        except RolloverError as exc:
+            self._record_error(r, f"withdrawing the new associations failed: {exc}")
+            raise
+        self.after_change(r, change, receipt)
 
-    def _finish(self, r: Rollover, phase: Phase, message: str) -> Rollover:
+    def _end(self, r: Rollover, phase: Phase, message: str) -> Rollover:
         now = self.clock.now()
-        if r.rolled_back:
-            self._withdraw_new(r)
         saved = self.store.save(
             replace(r, phase=phase, since=now, finished_at=now, waiting_until=None, error=None)
         )
         self.store.append(saved, now, phase.value, {"message": message})
-        self._event(phase.value, saved, message)
         self.out(f"{self.service.name}: {phase}: {message}")
         return saved
+
+
+def spki_sha256(certificate: x509.Certificate) -> str:
+    import hashlib
+
+    return hashlib.sha256(spki_der(certificate)).hexdigest()
+
+
+def _key_line(chain: tuple[x509.Certificate, ...]) -> str:
+    leaf = chain[0]
+    return f"{describe_key(leaf)} key {spki_sha256(leaf)[:16]} ({leaf.subject.rfc4514_string()})"
 
 
 def _holder_dead(holder: str) -> bool:
@@ -628,17 +775,6 @@ def _holder_dead(holder: str) -> bool:
     except PermissionError:
         return False
     return False
-
-
-def _matches(
-    association: Association,
-    chain: tuple[x509.Certificate, ...],
-    service: ServiceConfig,
-    now: datetime,
-) -> bool:
-    return match_chain(
-        frozenset({association}), chain, port=service.port, reference_names=[service.host], now=now
-    ).ok
 
 
 __all__ = ["AdvanceResult", "DeployError", "Engine", "Staged", "load_staged"]

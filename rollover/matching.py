@@ -166,7 +166,8 @@ def match_chain(
                 Match(record, 0, leaf.subject.rfc4514_string()), tuple(usable), tuple(unusable), ()
             )
         for depth, certificate in enumerate(chain):
-            if (depth == 0 and len(chain) > 1) or not _matches(record, certificate):
+            # OpenSSL matches DANE-TA only on issuers, never the leaf itself.
+            if depth == 0 or not _matches(record, certificate):
                 continue
             failure = _ta_failure(chain, depth, reference_names, now)
             if failure is None and usage == 0 and not (pkix_ok and pkix_ok(chain)):

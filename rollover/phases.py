@@ -18,6 +18,17 @@ from enum import StrEnum
 from rollover.association import Association
 
 
+def retiring_set(
+    old: frozenset[Association],
+    bridge: frozenset[Association],
+    new: frozenset[Association],
+    final: frozenset[Association],
+) -> frozenset[Association]:
+    """What the retire step removes: the old and the bridging associations and the new key's
+    transitional ones, never one of the final set."""
+    return (old | bridge | (new - final)) - final
+
+
 class Phase(StrEnum):
     PUBLISHING = "publishing"  # add the new associations beside the old ones
     PROPAGATING = "propagating"  # wait: every authoritative server and resolver serves them
@@ -62,8 +73,28 @@ class Rollover:
     error: str | None = None
     failed_in: str | None = None
     rolled_back: bool = False
+    bridge: frozenset[Association] = frozenset()  # the current key's, for the transition
+    final: frozenset[Association] = frozenset()  # the new key's after retiring (empty: ``new``)
+    passphrase_source: str | None = None  # where the staged key's passphrase comes from
+    aging_boot_id: str | None = None  # the boot the ageing deadline was measured on...
+    aging_until_boottime: float | None = None  # ...and the deadline on its non-jumping clock
+    notes: tuple[str, ...] = ()  # what the plan does and why (RFC 7671 section 8)
     id: int | None = None
     version: int = 0
+
+    @property
+    def published(self) -> frozenset[Association]:
+        """What the publish step adds: the new key's and the bridging associations."""
+        return self.new | self.bridge
+
+    @property
+    def kept(self) -> frozenset[Association]:
+        """The new key's associations that stay after the retire step."""
+        return self.final or self.new
+
+    @property
+    def retiring(self) -> frozenset[Association]:
+        return retiring_set(self.old, self.bridge, self.new, self.kept)
 
 
 @dataclass(frozen=True)
@@ -79,6 +110,9 @@ class Facts:
     live_error: str | None = None
     detail: str = ""
     fault: str | None = None  # something broken holds the phase (reported, not just waited on)
+    boot_id: str | None = None  # this boot, and its clock that does not jump (CLOCK_BOOTTIME)
+    boottime: float | None = None
+    cutover_detail: str | None = None  # which address presents which key
 
 
 class Action(StrEnum):
@@ -86,6 +120,7 @@ class Action(StrEnum):
     PUBLISH = "publish"
     DEPLOY = "deploy"  # install files (if needed) and reload
     RETIRE = "retire"
+    REPUBLISH = "republish"  # the new associations vanished after the deploy: put them back
 
 
 @dataclass(frozen=True)
@@ -120,8 +155,7 @@ def decide(
 
 
 def _publishing(r: Rollover, facts: Facts, now: datetime, _t: timedelta) -> Decision:
-    assert facts.provider_records is not None
-    if r.new <= facts.provider_records:
+    if facts.provider_records is not None and r.published <= facts.provider_records:
         return Decision(
             Phase.PROPAGATING,
             waiting_until=now + RETRY,
@@ -132,21 +166,25 @@ def _publishing(r: Rollover, facts: Facts, now: datetime, _t: timedelta) -> Deci
 
 
 def _propagating(r: Rollover, facts: Facts, now: datetime, _t: timedelta) -> Decision:
-    if facts.provider_records is not None and not r.new <= facts.provider_records:
+    if facts.provider_records is not None and not r.published <= facts.provider_records:
         return Decision(
             Phase.PUBLISHING,
             message="the new associations vanished from the provider; publishing again",
         )
     if facts.authoritative_ok and facts.resolvers_ok:
         horizon = max(r.horizon_before, facts.horizon or 0)
-        until = now + timedelta(
-            seconds=wait_seconds(r.horizon_before, facts.horizon or 0, r.safety_factor)
-        )
+        seconds = wait_seconds(r.horizon_before, facts.horizon or 0, r.safety_factor)
+        updates: dict[str, object] = {"propagated_at": now, "horizon": horizon}
+        if facts.boottime is not None:
+            # The wall clock may be stepped (NTP): the deadline is kept on both clocks.
+            updates.update(
+                aging_boot_id=facts.boot_id, aging_until_boottime=facts.boottime + seconds
+            )
         return Decision(
             Phase.AGING,
-            waiting_until=until,
+            waiting_until=now + timedelta(seconds=seconds),
             message=f"served everywhere; ageing {r.safety_factor:g} x {horizon} s",
-            updates={"propagated_at": now, "horizon": horizon},
+            updates=updates,
         )
     return Decision(
         Phase.PROPAGATING,
@@ -162,12 +200,32 @@ def _aging(r: Rollover, facts: Facts, now: datetime, _t: timedelta) -> Decision:
             waiting_until=r.waiting_until,
             message="waiting for caches to drop the old RRset",
         )
+    left = boottime_left(r, facts)
+    if left > 0:
+        # The wall clock says the deadline passed, the boot's own clock does not: a forward
+        # step. Waiting the boot clock out is what keeps the caches' TTLs honoured.
+        return Decision(
+            Phase.AGING,
+            waiting_until=now + timedelta(seconds=left),
+            message=f"waiting for caches to drop the old RRset ({left:.0f} s on this boot's "
+            "clock; the wall clock was stepped forward)",
+        )
     return Decision(Phase.DEPLOYING, message="aged; deploying")
+
+
+def boottime_left(r: Rollover, facts: Facts) -> float:
+    """Seconds of the ageing wait left on the boot's non-jumping clock (0 on another boot:
+    across a reboot only the wall clock is left, and it is trusted)."""
+    if r.aging_until_boottime is None or facts.boottime is None:
+        return 0.0
+    if r.aging_boot_id is None or r.aging_boot_id != facts.boot_id:
+        return 0.0
+    return max(0.0, r.aging_until_boottime - facts.boottime)
 
 
 def _deploying(r: Rollover, facts: Facts, now: datetime, _t: timedelta) -> Decision:
     # The invariant: never deploy a key whose association is not published and served.
-    if facts.provider_records is not None and not r.new <= facts.provider_records:
+    if facts.provider_records is not None and not r.published <= facts.provider_records:
         return Decision(
             Phase.PUBLISHING,
             message="the new associations are gone; publishing again and restarting the clock",
@@ -202,7 +260,7 @@ def _cutting_over(r: Rollover, facts: Facts, now: datetime, cutover_timeout: tim
             Phase.RETIRING, message="the server presents the new key", updates={"cut_over_at": now}
         )
     since = r.deployed_at or r.since
-    reason = facts.live_error or "the server still presents another key"
+    reason = facts.live_error or facts.cutover_detail or "the server still presents another key"
     if now - since >= cutover_timeout:
         return Decision(
             Phase.FAILED,
@@ -213,15 +271,31 @@ def _cutting_over(r: Rollover, facts: Facts, now: datetime, cutover_timeout: tim
     return Decision(Phase.CUTTING_OVER, waiting_until=now + RETRY, message=reason)
 
 
+def _missing(r: Rollover, records: frozenset[Association]) -> str:
+    return (
+        f"the new associations are not published ({len(r.kept - records)} of "
+        f"{len(r.kept)} missing at the provider; removed out of band?): republishing "
+        "them, the old ones stay"
+    )
+
+
 def _retiring(r: Rollover, facts: Facts, now: datetime, _t: timedelta) -> Decision:
-    assert facts.provider_records is not None
-    leftovers = (r.old - r.new) & facts.provider_records
-    if leftovers:
+    records = facts.provider_records
+    if records is None:
+        return Decision(Phase.RETIRING, waiting_until=now + RETRY, message="reading the RRset")
+    # A guard that looks at the world: never retire the old before the new is there.
+    if not (r.new <= records or r.kept <= records):
+        return Decision(Phase.RETIRING, Action.REPUBLISH, message=_missing(r, records))
+    if r.retiring & records or not r.kept <= records:
         return Decision(Phase.RETIRING, Action.RETIRE, message="retiring the old associations")
     return Decision(Phase.VERIFYING, waiting_until=now, message="old associations retired")
 
 
 def _verifying(r: Rollover, facts: Facts, now: datetime, _t: timedelta) -> Decision:
+    if facts.provider_records is not None and not r.kept <= facts.provider_records:
+        return Decision(
+            Phase.VERIFYING, Action.REPUBLISH, message=_missing(r, facts.provider_records)
+        )
     if facts.authoritative_ok and facts.resolvers_ok is not False:
         return Decision(Phase.DONE, message="rollover complete", updates={"finished_at": now})
     return Decision(

@@ -123,6 +123,8 @@ class LiveChains:
 
     chains: tuple[tuple[x509.Certificate, ...], ...] = ()
     error: str | None = None
+    # Where each chain was seen: ("ADDRESS:PORT (asked)", chain), every address and algorithm.
+    seen: tuple[tuple[str, tuple[x509.Certificate, ...]], ...] = ()
 
 
 def check_live(change: Change, live: LiveChains, *, port: int, host: str, now: datetime) -> None:

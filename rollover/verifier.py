@@ -188,15 +188,18 @@ def live_chains(
         return LiveChains(error=str(exc))
     probe = TlsProbe(timeout=timeout)
     chains: list[tuple[x509.Certificate, ...]] = []
+    seen: list[tuple[str, tuple[x509.Certificate, ...]]] = []
     for address, address_port in endpoints:
         result = probe.probe(address, address_port, host, starttls or default_starttls(port))
         if result.error is not None:
             return LiveChains(error=f"{result.address}: {result.error}")
-        for presented in result.distinct_chains:
+        for presented in result.chains:
             try:
                 chain = load_presented_chain(result.address, presented.certificates)
             except InputError as exc:
                 return LiveChains(error=str(exc))
             if chain and chain not in chains:
                 chains.append(chain)
-    return LiveChains(tuple(chains))
+            if chain:
+                seen.append((f"{result.address} ({presented.asked})", chain))
+    return LiveChains(tuple(chains), seen=tuple(seen))

@@ -86,8 +86,10 @@ def _decode(row_id: int, version: int, text: str) -> Rollover:
             continue
         kind = str(kinds[name])
         value: Any = raw
-        if name in ("old", "new"):
+        if name in ("old", "new", "bridge", "final"):
             value = frozenset(parse_association(a) for a in raw)
+        elif name == "notes":
+            value = tuple(str(n) for n in raw)
         elif name == "phase":
             value = Phase(raw)
         elif "datetime" in kind and raw is not None:
@@ -248,8 +250,10 @@ class SqliteStateStore:
 
 def rollover_json(rollover: Rollover) -> dict[str, Any]:
     data = asdict(rollover)
-    data["old"] = sorted(str(a) for a in rollover.old)
-    data["new"] = sorted(str(a) for a in rollover.new)
+    for name in ("old", "new", "bridge", "final"):
+        data[name] = sorted(str(a) for a in getattr(rollover, name))
+    data["final"] = sorted(str(a) for a in rollover.kept)
+    data["notes"] = list(rollover.notes)
     for key, value in list(data.items()):
         if isinstance(value, datetime):
             data[key] = value.strftime("%Y-%m-%dT%H:%M:%SZ")

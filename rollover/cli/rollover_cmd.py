@@ -158,23 +158,28 @@ def start(
     Example:
       rollover start mx1 --cert /srv/staging/mx1-fullchain.pem --key /srv/staging/mx1.key
     """
-    from rollover.engine import load_staged
+    from rollover.staging import load_staged, passphrase_source
 
     cfg = common.load_config(config)
     engine = _engine(cfg, service, state_dir, _say)
     staged = load_staged(cert, key, common.passphrase(passphrase_file, passphrase_env))
+    source = passphrase_source(passphrase_file, passphrase_env)
     if dry_run:
-        plan = engine.plan(staged, allow_insecure=allow_insecure)
+        plan = engine.plan(staged, allow_insecure=allow_insecure, passphrase_source=source)
         _say(f"{plan.owner}: plan for {service}")
-        for association in sorted(plan.old):
-            _say(f"  old  {association}")
-        for association in sorted(plan.new):
-            _say(f"  new  {association}")
+        for label, records in (
+            ("old", plan.old),
+            ("bridge", plan.bridge),
+            ("new", plan.new),
+            ("final", plan.kept),
+        ):
+            for association in sorted(records):
+                _say(f"  {label:<6} {association}")
         _say(
             f"  cache horizon before: {plan.horizon_before} s; safety factor {plan.safety_factor:g}"
         )
         return
-    rollover = engine.start(staged, allow_insecure=allow_insecure)
+    rollover = engine.start(staged, allow_insecure=allow_insecure, passphrase_source=source)
     _say(f"{service}: rollover {rollover.id} started")
     result = engine.advance()
     _report(result.rollover, verbose=True)

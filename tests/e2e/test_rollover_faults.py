@@ -124,7 +124,9 @@ def test_failed_cutover_keeps_both_and_rollback_restores(env: ServiceEnv, lab: L
     assert phase == "failed"
     status = json.loads(env.rollover("status", env.name, "--json").stdout)
     assert status["error"]
-    assert "another key" in status["error"]
+    assert "presents EC-P256 key" in status["error"]
+    assert "not the new key" in status["error"]
+    assert env.endpoint in status["error"]
     assert tlsa_at_primary(lab, env.owner) == {
         str(rec("3 1 1", env.pki.leaf)),
         str(rec("3 1 1", env.next_leaf)),
@@ -153,7 +155,7 @@ def test_start_refuses_an_unsound_starting_point(env: ServiceEnv, lab: Lab) -> N
     )
     unsound = env.start_rollover()
     assert unsound.returncode == 8
-    assert "no published TLSA record matches" in unsound.stderr
+    assert "already fails a chain the server presents" in unsound.stderr
 
 
 def test_start_refuses_an_insecure_zone(lab: Lab, tmp_path: Path) -> None:
