@@ -122,6 +122,7 @@ class Engine:
         self._require_secure(observation, allow_insecure)
         self._require_signing(service.owner, allow_insecure)
         current = self.provider.read(service.owner)
+        self.ownership.seen(service.owner, current.records, now)
         live = self.live()
         if live.error is not None:
             raise PreconditionError(
@@ -136,7 +137,12 @@ class Engine:
                 "--passphrase-file or $ROLLOVER_PASSPHRASE so the deploy can read it"
             )
         plan = plan_rollover(
-            current.records, live.chains, presented_order(staged), configured, self.context(now)
+            current.records,
+            live.chains,
+            presented_order(staged),
+            configured,
+            self.context(now),
+            stale=self._stale(current.records, live, now),
         )
         for note in plan.notes:
             self.out(f"plan: {note}")
@@ -164,6 +170,32 @@ class Engine:
             horizon_before=observation.cache_horizon,
             allow_insecure=allow_insecure,
         )
+
+    def _stale(
+        self, records: frozenset[Association], live: LiveChains, now: datetime
+    ) -> frozenset[Association]:
+        """The tool's own associations left by this service's previous rollover that match no
+        chain presented now (a failed rollover's other key): retired by this one. Anything
+        else that matches no presented key stays (a backup pin), and is said."""
+        previous = self.store.current(self.service.name)
+        touched = (
+            frozenset()
+            if previous is None
+            else previous.old | previous.bridge | previous.new | previous.kept
+        )
+        owned = self.ownership.owned(self.service.owner)
+        unserved = {
+            a
+            for a in records
+            if not any(self._authenticated(frozenset({a}), c, now) for c in live.chains)
+        }
+        stale = frozenset(unserved & owned & touched)
+        for association in sorted((unserved & owned) - stale):
+            self.out(
+                f"plan: {association} stays: published by rollover, but no presented key "
+                "matches it (a backup pin?); remove it with rollover withdraw if it is not"
+            )
+        return stale
 
     def _aged_already(
         self,
@@ -669,6 +701,41 @@ class Engine:
             self._withdraw_new(ended)
             self._event(Phase.ABORTED.value, ended, "aborted before deploy")
             return ended
+        finally:
+            self.store.release(r, self.holder)
+
+    def resume(self) -> Rollover:
+        """Take a ``failed`` rollover back to the phase it failed in, once a person fixed the
+        cause; the next advance checks that phase's guards again against the world."""
+        r = self._claim(allow_failed=True)
+        try:
+            if r.phase != Phase.FAILED:
+                raise PreconditionError(
+                    f"the rollover of {self.service.name} is {r.phase}, not failed: "
+                    "rollover advance carries it on"
+                )
+            phase = Phase(r.failed_in or Phase.CUTTING_OVER.value)
+            now = self.clock.now()
+            updates: dict[str, object] = {}
+            if phase == Phase.CUTTING_OVER:
+                updates["deployed_at"] = now  # the cut-over timeout counts from the resume
+            resumed = self.store.save(
+                replace(
+                    r,
+                    phase=phase,
+                    since=now,
+                    finished_at=None,
+                    waiting_until=now,
+                    error=None,
+                    failed_in=None,
+                    **updates,  # type: ignore[arg-type]
+                )
+            )
+            self.store.append(
+                resumed, now, "resumed", {"message": f"resumed in {phase} by a person"}
+            )
+            self.out(f"{self.service.name}: {phase}: resumed; the guards are checked again")
+            return resumed
         finally:
             self.store.release(r, self.holder)
 

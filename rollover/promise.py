@@ -204,11 +204,15 @@ def plan_rollover(
     new_chain: PresentedChain,
     new_configured: frozenset[Association],
     ctx: Context,
+    *,
+    stale: frozenset[Association] = frozenset(),
 ) -> RolloverPlan:
     """The plan from ``before`` to the configured parameter sets of ``new_chain``.
 
     ``new_configured`` holds the new chain's associations for the configured parameter sets
-    (pinned trust anchors included). Raises PreconditionError when no plan keeps the rule.
+    (pinned trust anchors included); ``stale`` the tool's own associations of keys no longer
+    presented (a failed rollover's leftovers), retired with the old ones. Raises
+    PreconditionError when no plan keeps the rule.
     """
     problems = starting_point(before, old_chains, ctx)
     if problems:
@@ -224,7 +228,7 @@ def plan_rollover(
     # Each record on its own: under digest agility a 3 1 1 hidden by a 3 1 2 still goes.
     old = frozenset(
         r for r in before if any(_all_match(frozenset({r}), [c], ctx) for c in old_chains)
-    )
+    ) | ((stale & before) - new_configured)
     # The new key is published for every shape in use, configured or not (RFC 7671 8.3).
     new = set(new_configured)
     for params in sorted(in_use - configured):

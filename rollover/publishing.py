@@ -100,6 +100,8 @@ def publish(
 ) -> Outcome:
     owner = service.owner
     current = provider.read(owner)
+    if not dry_run:
+        store.seen(owner, current.records, now)
     change = plan_publish(current, associations, service.ttl)
     for line in describe(change, store.owned(owner)):
         out(line)

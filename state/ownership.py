@@ -70,6 +70,33 @@ class OwnershipStore:
                 entry["published_at"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
             write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
+    def seen(self, owner: str, present: frozenset[Association], now: datetime) -> None:
+        """What a read of the RRset showed. An owned association found missing loses its
+        confirmation: if it comes back (re-added by hand, say), it is as young as the read
+        that finds it again, and the "current + next" fast path waits its age out afresh."""
+        entries = self._load()["owners"].get(owner.lower(), {})
+        lost = [
+            t
+            for t, m in entries.items()
+            if m.get("published_at") and parse_association(t) not in present
+        ]
+        back = [
+            t for t, m in entries.items() if m.get("vanished") and parse_association(t) in present
+        ]
+        if not lost and not back:
+            return
+        with locked(self.directory / ".ownership.lock"):
+            data = self._load()
+            entries = data["owners"].get(owner.lower(), {})
+            stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            for text in lost:
+                if text in entries:
+                    entries[text].update(published_at=None, vanished=stamp)
+            for text in back:
+                if text in entries:
+                    entries[text].update(published_at=stamp, vanished=None)
+            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
     def release(self, owner: str, associations: frozenset[Association]) -> None:
         self._update(owner, remove=associations)
 

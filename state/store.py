@@ -170,11 +170,17 @@ class SqliteStateStore:
         assert rollover.id is not None
         active = 0 if rollover.phase in FINAL else 1
         with self._transaction() as db:
-            cursor = db.execute(
-                "UPDATE rollovers SET data = ?, version = version + 1, active = ? "
-                "WHERE id = ? AND version = ?",
-                (_encode(rollover), active, rollover.id, rollover.version),
-            )
+            try:
+                cursor = db.execute(
+                    "UPDATE rollovers SET data = ?, version = version + 1, active = ? "
+                    "WHERE id = ? AND version = ?",
+                    (_encode(rollover), active, rollover.id, rollover.version),
+                )
+            except sqlite3.IntegrityError:
+                raise ConflictError(
+                    f"service {rollover.service} has another rollover in progress "
+                    "(see rollover status); nothing was written"
+                ) from None
             if cursor.rowcount != 1:
                 raise ConflictError(
                     f"rollover of {rollover.service} was changed by another "

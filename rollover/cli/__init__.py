@@ -27,6 +27,7 @@ COMMAND_MODULES = {
     "status": "rollover_cmd",
     "abort": "rollover_cmd",
     "rollback": "rollover_cmd",
+    "resume": "rollover_cmd",
     "history": "rollover_cmd",
     "config": "config_cmd",
     "hook": "hook_cmd",

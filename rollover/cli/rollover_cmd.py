@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.command("abort")(abort)
     app.command("rollback")(rollback)
+    app.command("resume")(resume)
     app.command("history")(history)
 
 
@@ -360,6 +361,17 @@ def rollback(
     previous chain and key, reload, and withdraw the new associations."""
     cfg = common.load_config(config)
     _engine(cfg, service, state_dir, _say).rollback()
+
+
+def resume(
+    service: ServiceArg,
+    config: common.ConfigOption = None,
+    state_dir: common.StateDirOption = None,
+) -> None:
+    """Take a failed rollover back to the phase it failed in, once the cause is fixed (the
+    server reloaded, an address caught up); the next advance re-checks every guard."""
+    cfg = common.load_config(config)
+    _engine(cfg, service, state_dir, _say).resume()
 
 
 def history(
