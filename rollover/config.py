@@ -218,9 +218,14 @@ class ServiceConfig:
     next_key_algorithm: str | None = None  # the "current + next" scheme, when set
     next_key_path: str | None = None
     trust_anchors: tuple[str, ...] = ()  # pinned issuer certificates for usage 2 records
+    tlsa_owner: str | None = None  # the RRset managed when the owner name is a CNAME to it
 
     @property
     def owner(self) -> str:
+        """The TLSA RRset this service manages: ``_port._proto.host``, or ``tlsa_owner`` where
+        that name is a CNAME to an RRset shared by several hosts (RFC 7672 section 2.2.2)."""
+        if self.tlsa_owner is not None:
+            return normalize_host(self.tlsa_owner)
         return owner_name(self.host, self.port, self.proto)
 
 
@@ -406,6 +411,7 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
     observe_via = entry.text("observe_via", "dns")
     if observe_via not in ("dns", "provider"):
         raise entry.fail("observe_via", "use dns or provider")
+    tlsa_owner = _name(entry, "tlsa_owner")
     entry.finish()
     return ServiceConfig(
         name,
@@ -425,7 +431,19 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
         next_algorithm,
         next_path,
         trust_anchors,
+        tlsa_owner,
     )
+
+
+def _name(entry: Section, key: str) -> str | None:
+    """An optional DNS name (underscore labels allowed, as in ``_dane.example.com``)."""
+    value = entry.text(key)
+    if value is not None:
+        try:
+            normalize_host(value)
+        except InputError as exc:
+            raise entry.fail(key, str(exc)) from None
+    return None if value is None else str(value)
 
 
 def _pair(

@@ -85,6 +85,7 @@ class Engine:
         on_event: Callable[[str, Rollover, str], None] | None = None,
         deployer: Deployer | None = None,
         checkpoint: Checkpoint = crash_point,
+        shared: Callable[[], LiveChains] | None = None,
     ) -> None:
         self.service = service
         self.provider = provider
@@ -101,9 +102,22 @@ class Engine:
         self.on_event = on_event
         self.deployer = deployer
         self.checkpoint = checkpoint
+        self.shared = shared  # the other hosts sharing the RRset (``tlsa_owner``)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # -- start -----------------------------------------------------------------------------
+    def steady(self) -> tuple[tuple[x509.Certificate, ...], ...]:
+        """The chains of the other hosts that share this RRset: presented all through."""
+        if self.shared is None:
+            return ()
+        seen = self.shared()
+        if seen.error is not None:
+            raise PreconditionError(
+                f"cannot probe a host that shares {self.service.owner} ({seen.error}); "
+                "the RRset is theirs too"
+            )
+        return seen.chains
+
     def context(self, now: datetime) -> Context:
         service = self.service
         return Context(service.port, service.host, now, tuple(service.records))
@@ -143,6 +157,7 @@ class Engine:
             configured,
             self.context(now),
             stale=self._stale(current.records, live, now),
+            steady=self.steady(),
         )
         for note in plan.notes:
             self.out(f"plan: {note}")
@@ -591,7 +606,9 @@ class Engine:
                 f"cannot probe the server ({live.error}); not deploying while it cannot be seen"
             )
         now = self.clock.now()
-        window = Window("deploying", (records,), (*live.chains, presented_order(staged)))
+        window = Window(
+            "deploying", (records,), (*live.chains, presented_order(staged), *self.steady())
+        )
         broken = violations([window], self.context(now))
         if broken:
             raise PreconditionError(f"not deploying: a sender would fail: {broken[0]}")
@@ -619,20 +636,20 @@ class Engine:
                 f"cannot probe the server ({live.error}); the old associations stay until it can be"
             )
         now = self.clock.now()
+        presented = (*live.chains, *self.steady())
         # Old and bridging records still matching a presented chain stay; the new key's
         # transitional ones go once the final set carries the new key.
         retiring = {
             a
             for a in r.retiring & current.records
-            if a in r.new
-            or not any(self._authenticated(frozenset({a}), c, now) for c in live.chains)
+            if a in r.new or not any(self._authenticated(frozenset({a}), c, now) for c in presented)
         }
         after = (current.records - retiring) | r.kept
         if after == current.records:
             return None
         change = Change(current, TlsaRRset(r.owner, current.ttl or self.service.ttl, after))
         check_live(change, live, port=self.service.port, host=self.service.host, now=now)
-        window = Window("retiring", (current.records, after), live.chains)
+        window = Window("retiring", (current.records, after), presented)
         broken = violations([window], self.context(now))
         if broken:
             raise PreconditionError(f"not retiring: a sender would fail: {broken[0]}")

@@ -144,13 +144,18 @@ def _short(association: Association) -> str:
 
 
 def exposures(
-    plan: RolloverPlan, old_chains: Sequence[PresentedChain], new_chain: PresentedChain
+    plan: RolloverPlan,
+    old_chains: Sequence[PresentedChain],
+    new_chain: PresentedChain,
+    steady: Sequence[PresentedChain] = (),
 ) -> tuple[Window, ...]:
+    """The windows of a rollover; ``steady`` chains are presented all through (other hosts
+    that share the RRset through a CNAME)."""
     r0, r1, r2 = plan.before, plan.transitional, plan.final_rrset
     return (
-        Window("publishing", (r0, r1), tuple(old_chains)),
-        Window("deploying", (r1,), (*old_chains, new_chain)),
-        Window("retiring", (r1, r2), (new_chain,)),
+        Window("publishing", (r0, r1), (*old_chains, *steady)),
+        Window("deploying", (r1,), (*old_chains, new_chain, *steady)),
+        Window("retiring", (r1, r2), (new_chain, *steady)),
     )
 
 
@@ -206,15 +211,17 @@ def plan_rollover(
     ctx: Context,
     *,
     stale: frozenset[Association] = frozenset(),
+    steady: Sequence[PresentedChain] = (),
 ) -> RolloverPlan:
     """The plan from ``before`` to the configured parameter sets of ``new_chain``.
 
     ``new_configured`` holds the new chain's associations for the configured parameter sets
     (pinned trust anchors included); ``stale`` the tool's own associations of keys no longer
-    presented (a failed rollover's leftovers), retired with the old ones. Raises
+    presented (a failed rollover's leftovers), retired with the old ones; ``steady`` the chains
+    of other hosts sharing the RRset, which must keep matching and whose records stay. Raises
     PreconditionError when no plan keeps the rule.
     """
-    problems = starting_point(before, old_chains, ctx)
+    problems = starting_point(before, [*old_chains, *steady], ctx)
     if problems:
         raise PreconditionError(
             "the published TLSA RRset already fails a chain the server presents, so senders "
@@ -227,8 +234,12 @@ def plan_rollover(
     notes: list[str] = []
     # Each record on its own: under digest agility a 3 1 1 hidden by a 3 1 2 still goes.
     old = frozenset(
-        r for r in before if any(_all_match(frozenset({r}), [c], ctx) for c in old_chains)
+        r
+        for r in before
+        if any(_all_match(frozenset({r}), [c], ctx) for c in old_chains)
+        and not any(_all_match(frozenset({r}), [c], ctx) for c in steady)
     ) | ((stale & before) - new_configured)
+    current_chains = [*old_chains, *steady]
     # The new key is published for every shape in use, configured or not (RFC 7671 8.3).
     new = set(new_configured)
     for params in sorted(in_use - configured):
@@ -243,8 +254,10 @@ def plan_rollover(
     bridge: set[Association] = set()
     deferred: set[TlsaParams] = set()
     for params in sorted(configured - in_use):
-        current = _for_all(old_chains, params)
-        if (not in_use or params.usage in usages_in_use) and _all_match(current, old_chains, ctx):
+        current = _for_all(current_chains, params)
+        if (not in_use or params.usage in usages_in_use) and _all_match(
+            current, current_chains, ctx
+        ):
             bridge |= current - before
             if in_use:
                 notes.append(f"{params} is added for the current key too (RFC 7671 section 8.3)")
@@ -259,14 +272,18 @@ def plan_rollover(
     if not new or authenticates(frozenset(before | new | bridge), new_chain, ctx) is not None:
         new |= associations_for(new_chain, DANE_EE_SPKI_SHA256)
     r1 = frozenset(before | new | bridge)
-    if any(authenticates(r1, c, ctx) is not None for c in old_chains):
-        bridge |= _for_all(old_chains, DANE_EE_SPKI_SHA256) - before
+    if any(authenticates(r1, c, ctx) is not None for c in current_chains):
+        bridge |= _for_all(current_chains, DANE_EE_SPKI_SHA256) - before
     if deferred:
         notes.append(
             f"{', '.join(map(str, sorted(deferred)))} follow at the retire step, the records "
             "in use carrying the deploy (RFC 7671 section 8.2)"
         )
-    final = frozenset(new_configured | (frozenset(new) & before))
+    # What the other hosts sharing the RRset need stays when the bridge is retired.
+    theirs = frozenset(
+        b for b in bridge if any(_all_match(frozenset({b}), [c], ctx) for c in steady)
+    )
+    final = frozenset(new_configured | (frozenset(new) & before) | theirs)
     plan = RolloverPlan(
         before=before,
         new=frozenset(new),
@@ -285,7 +302,7 @@ def plan_rollover(
         plan = RolloverPlan(before, plan.new, plan.bridge, final | plan.new, old, tuple(notes))
     if not plan.final_rrset or not plan.transitional:
         raise PreconditionError("the plan would leave the owner name without TLSA records")
-    broken = violations(exposures(plan, old_chains, new_chain), ctx)
+    broken = violations(exposures(plan, old_chains, new_chain, steady), ctx)
     if broken:
         raise PreconditionError(
             f"no rollover plan keeps every sender working: {broken[0]}"

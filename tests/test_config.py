@@ -246,3 +246,21 @@ def test_commands_run_without_a_shell_unless_asked(
         "on_event": config.on_event,
     }[section]
     assert found == runs
+
+
+def test_tlsa_owner_names_the_shared_rrset(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import providers
+    from rollover.config import load_config
+    from rollover.errors import ConfigError
+
+    base = (
+        "providers: {z: {type: zonefile, path: /dev/null, zone: example.test}}\n"
+        "services:\n  mx1: {host: mx1.example.test, provider: z, tlsa_owner: %s}\n"
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(base % "_dane.example.test")
+    cfg = load_config(str(path), providers.settings_parser)
+    assert cfg.services["mx1"].owner == "_dane.example.test."
+    path.write_text(base % "'bad name'")
+    with pytest.raises(ConfigError, match="tlsa_owner"):
+        load_config(str(path), providers.settings_parser)

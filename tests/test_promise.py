@@ -184,3 +184,32 @@ def test_dane_ta_never_matches_the_leaf_itself() -> None:
     self_signed = make_cert(HOST, BACKUP, dns_names=(HOST,), ca=True)
     rrset = frozenset({rec("2 0 1", self_signed)})
     assert violations([Window("w", (rrset,), ((self_signed,),))], ctx("2 0 1"))
+
+
+def test_a_shared_rrset_keeps_the_other_hosts_matching() -> None:
+    """tlsa_owner: mx1 and mx2 share one RRset through CNAMEs, each with its own key."""
+    mx2 = make_pki("p256", tag="promise-mx2", host=HOST)
+    other = (mx2.leaf, mx2.intermediate)
+    before = of(OLD_CHAIN, "3 1 1") | of(other, "3 1 1")
+    p = plan_rollover(
+        before, [OLD_CHAIN], NEW_CHAIN, of(NEW_CHAIN, "3 1 1"), ctx("3 1 1"), steady=[other]
+    )
+    assert of(other, "3 1 1") <= p.final_rrset
+    assert of(OLD_CHAIN, "3 1 1").isdisjoint(p.final_rrset)
+    assert violations(exposures(p, [OLD_CHAIN], NEW_CHAIN, [other]), ctx("3 1 1")) == []
+    # First publication at a shared name: DANE starts for mx2 too, so mx2 is bridged and kept.
+    empty = plan_rollover(
+        frozenset(), [OLD_CHAIN], NEW_CHAIN, of(NEW_CHAIN, "3 1 1"), ctx("3 1 1"), steady=[other]
+    )
+    assert of(other, "3 1 1") <= empty.transitional
+    assert of(other, "3 1 1") <= empty.final_rrset
+    # A shared key: the old record is mx2's too, and it stays.
+    shared_key = plan_rollover(
+        of(OLD_CHAIN, "3 1 1"),
+        [OLD_CHAIN],
+        NEW_CHAIN,
+        of(NEW_CHAIN, "3 1 1"),
+        ctx("3 1 1"),
+        steady=[OLD_CHAIN],
+    )
+    assert of(OLD_CHAIN, "3 1 1") <= shared_key.final_rrset

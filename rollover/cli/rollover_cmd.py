@@ -54,6 +54,25 @@ def _engine(cfg: Any, name: str, state_dir: str | None, out: Any) -> "Engine":
     )
 
     live = common.service_live(cfg, service)
+    neighbours = [
+        other
+        for other in cfg.services.values()
+        if other.name != service.name and other.owner == service.owner
+    ]
+    shared = None
+    if neighbours:
+        from rollover.publishing import LiveChains
+
+        probes = [common.service_live(cfg, other) for other in neighbours]
+
+        def shared() -> LiveChains:
+            chains: list[Any] = []
+            for probe in probes:
+                seen = probe()
+                if seen.error is not None:
+                    return LiveChains(error=seen.error)
+                chains += [c for c in seen.chains if c not in chains]
+            return LiveChains(tuple(chains))
 
     provider = common.make_provider(cfg, service.provider)
     view: Any = observer
@@ -73,6 +92,7 @@ def _engine(cfg: Any, name: str, state_dir: str | None, out: Any) -> "Engine":
         safety_factor=cfg.safety_factor,
         out=out,
         on_event=_on_event(cfg, service, state_dir),
+        shared=shared,
     )
 
 
