@@ -283,7 +283,9 @@ def plan_rollover(
     theirs = frozenset(
         b for b in bridge if any(_all_match(frozenset({b}), [c], ctx) for c in steady)
     )
-    final = frozenset(new_configured | (frozenset(new) & before) | theirs)
+    # A record that was there before and is not the old key's (an operator's pre-published
+    # record of the new key) stays; the old key's go unless configured.
+    final = frozenset(new_configured | ((frozenset(new) & before) - old) | theirs)
     plan = RolloverPlan(
         before=before,
         new=frozenset(new),

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.flags
 import dns.message
@@ -27,6 +27,9 @@ from rollover.matching import match_chain
 from rollover.probe import TlsProbe
 from tests.certs import key_pem, make_cert, make_key, make_pki, pem
 from tests.lab import TSIG_NAME, Lab
+
+if TYPE_CHECKING:
+    from tests.dane_sender import StrictSender
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -267,8 +270,12 @@ class ServiceEnv:
         if result.returncode != 0:
             raise RuntimeError(f"initial publish failed: {result.stderr}")
 
-    def sender(self) -> Sender:
-        return Sender(self.lab.sender_resolver, self.owner, self.host, self.endpoint)
+    def sender(self) -> StrictSender:
+        """The strict sender (tests/dane_sender.py): OpenSSL's DANE semantics, several caches
+        over both authoritative servers and a validating resolver, failures cross-checked."""
+        from tests.dane_sender import StrictSender
+
+        return StrictSender.for_env(self)
 
     def served_leaf(self) -> x509.Certificate:
         address, port = self.endpoint.rsplit(":", 1)

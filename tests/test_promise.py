@@ -25,9 +25,7 @@ HOST = "mx1.example.test"
 PKI = make_pki("p256", tag="promise", host=HOST)
 OTHER_CA = make_pki("p256", tag="promise-other-ca", host=HOST)
 NEXT_KEY = make_key("p256", "promise-next")
-NEXT_LEAF = make_cert(
-    HOST, NEXT_KEY, (PKI.intermediate, PKI.intermediate_key), dns_names=(HOST,)
-)
+NEXT_LEAF = make_cert(HOST, NEXT_KEY, (PKI.intermediate, PKI.intermediate_key), dns_names=(HOST,))
 OLD_CHAIN = (PKI.leaf, PKI.intermediate)
 NEW_CHAIN = (NEXT_LEAF, PKI.intermediate)
 NEW_CA_CHAIN = (OTHER_CA.leaf, OTHER_CA.intermediate)  # another CA and key
@@ -213,3 +211,10 @@ def test_a_shared_rrset_keeps_the_other_hosts_matching() -> None:
         steady=[OLD_CHAIN],
     )
     assert of(OLD_CHAIN, "3 1 1") <= shared_key.final_rrset
+
+
+def test_ta_back_to_ee_retires_the_shared_issuers_2_0_1() -> None:
+    """From ["2 0 1"] to ["3 1 1"] under the same CA: the 2 0 1 carries the deploy, then goes."""
+    p = plan(of(OLD_CHAIN, "2 0 1"), ("3 1 1",))
+    assert p.final_rrset == of(NEW_CHAIN, "3 1 1")
+    assert of(NEW_CHAIN, "2 0 1") <= p.transitional

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rollover.sources import spki_der
+from tests.dane_sender import assert_clean
 from tests.e2e.test_rollover_lab import wait_sender_ready
 from tests.lab import Lab
 from tests.rollover_env import REPO, ServiceEnv
@@ -42,7 +43,7 @@ def test_crash_at_every_step_then_resume(env: ServiceEnv, lab: Lab, point: str) 
         time.sleep(1)
     finally:
         sender.stop()
-    assert sender.failures == [], sender.failures
+    assert_clean(sender, 10)
     assert spki_der(env.served_leaf()) == spki_der(env.next_leaf)
     assert tlsa_at_primary(lab, env.owner) == {str(rec("3 1 1", env.next_leaf))}
     history = json.loads(env.rollover("history", env.name, "--json").stdout)
