@@ -336,7 +336,7 @@ class Engine:
                     rollover = self._save_wait(rollover, decision, facts.fault)
                     break
                 previous = rollover.phase
-                rollover = self.store.save(apply_decision(rollover, decision, now))
+                rollover = self._save_after(rollover, decision, now)
                 self.store.append(
                     rollover,
                     now,
@@ -377,6 +377,27 @@ class Engine:
             self.store.append(rollover, self.clock.now(), "lease-broken", {"holder": holder})
             return self.store.acquire(rollover, self.holder, now, LEASE_SECONDS)
         return False
+
+    def _save_after(self, rollover: Rollover, decision: Decision, now: datetime) -> Rollover:
+        """Store a transition; when an action already changed the world and the record moved
+        under us (a lease lost), say so and put it in the history, never "nothing written"."""
+        try:
+            return self.store.save(apply_decision(rollover, decision, now))
+        except ConflictError:
+            if decision.action is Action.NONE:
+                raise
+            what = f"the {decision.action} step was carried out"
+            self.store.append(
+                rollover,
+                now,
+                "error",
+                {"error": f"{what}, but the rollover changed under this process"},
+            )
+            raise ConflictError(
+                f"{what} (recorded in the history), but the rollover of {rollover.service} "
+                "was changed by another process meanwhile; the next advance reconciles with "
+                "what DNS and the server hold"
+            ) from None
 
     def _renew(self, rollover: Rollover) -> bool:
         """Extend the lease before each step: a long advance (provider waits, probes) must not
