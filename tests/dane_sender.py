@@ -1037,17 +1037,21 @@ class StrictSender:
 
     # -- the checks ------------------------------------------------------------------------------
     def _check_loop(self) -> None:
+        """Each round: one handshake per endpoint and key algorithm, and what it presented
+        authenticated against every cache's RRset (at one instant, every sender would be shown
+        the same chains; one handshake each keeps the load on the server low)."""
         probe = TlsProbe(timeout=self.probe_timeout)
         while not self._stop.is_set():
-            for cache in self._caches:
-                answer = cache.current(time.monotonic())
-                if answer is None:
-                    continue
-                for endpoint in self.endpoints:
-                    if self._stop.is_set():
-                        return
+            now = time.monotonic()
+            answers = [(c, a) for c in self._caches if (a := c.current(now)) is not None]
+            for endpoint in self.endpoints if answers else ():
+                if self._stop.is_set():
+                    return
+                address, port = _split(endpoint)
+                result = probe.probe(address, port, self.host, "smtp", self.asked)
+                for cache, answer in answers:
                     try:
-                        self._check(probe, cache, answer, endpoint)
+                        self._check(cache, answer, endpoint, result)
                     except Exception as exc:
                         self._record_failure(
                             f"cache {cache.index} {endpoint}: internal error in the strict "
@@ -1056,9 +1060,7 @@ class StrictSender:
                         )
             self._stop.wait(self.interval)
 
-    def _check(self, probe: TlsProbe, cache: _Cache, answer: Answer, endpoint: str) -> None:
-        address, port = _split(endpoint)
-        result = probe.probe(address, port, self.host, "smtp", self.asked)
+    def _check(self, cache: _Cache, answer: Answer, endpoint: str, result: Any) -> None:
         if not result.chains:
             with self.lock:
                 self.unreachable += 1
