@@ -70,6 +70,15 @@ def roll(env: ServiceEnv, *extra: str, env_vars: dict[str, str] | None = None) -
     return started.stdout
 
 
+def advance_until(engine: Any, phase: str, seconds: float = 60) -> Any:
+    """Advance the in-process engine until its rollover reaches ``phase``; the rollover."""
+    deadline = time.monotonic() + seconds
+    while (rollover := engine.advance().rollover).phase != phase:
+        assert time.monotonic() < deadline, f"still {rollover.phase}, not {phase}"
+        time.sleep(0.2)
+    return rollover
+
+
 def verify_now(env: ServiceEnv, lab: Lab) -> dict[str, Any]:
     lab.flush_resolver()
     result = env.rollover("verify", "--service", env.name, "--json")
@@ -225,10 +234,7 @@ def test_abort_racing_an_advance_never_empties_the_rrset(env: ServiceEnv, lab: L
     old, new = str(rec("3 1 1", env.pki.leaf)), str(rec("3 1 1", env.next_leaf))
     engine = _engine(env)
     rollover = engine.start(_staged(env))
-    deadline = time.monotonic() + 60
-    while (rollover := engine.advance().rollover).phase != "aging":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    rollover = advance_until(engine, "aging")
     assert rollover.waiting_until is not None
     from datetime import UTC, datetime
 
@@ -284,17 +290,12 @@ def test_a_wall_clock_stepped_forward_does_not_shorten_the_ageing(
     with strict(env, lab) as sender:
         settle(sender)
         engine.start(_staged(env))
-        deadline = time.monotonic() + 60
-        while engine.advance().rollover.phase != "aging":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        advance_until(engine, "aging")
         clock.step = timedelta(seconds=100)
         result = engine.advance()
         assert result.rollover.phase == "aging", result.message
         assert "stepped forward" in result.message
-        while engine.advance().rollover.phase != "done":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        advance_until(engine, "done")
         time.sleep(env.ttl + 1)
     assert_clean(sender, 10)
 
@@ -400,10 +401,7 @@ def test_a_new_start_after_a_failed_rollover_retires_the_unserved(
     engine = _engine(env)
     engine.cutover_timeout = timedelta(seconds=2)
     engine.start(_staged(env))
-    deadline = time.monotonic() + 60
-    while engine.advance().rollover.phase != "failed":
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+    advance_until(engine, "failed")
     assert env.server is not None
     env.server.send_signal(1)  # the operator reloads the server by hand
     time.sleep(0.5)
@@ -491,10 +489,7 @@ def test_with_the_fix_undone_the_sender_catches_it(
         with strict(env, lab) as sender:
             settle(sender)
             engine.start(_staged(env))
-            deadline = time.monotonic() + 60
-            while engine.advance().rollover.phase != "done":
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+            advance_until(engine, "done")
             time.sleep(env.ttl + 1)
         assert sender.failures, f"{shape}: the sender saw no failure: {sender.summary()}"
         # The cross-check runs just after the failed handshake: a deploy in between can make
