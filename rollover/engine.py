@@ -136,7 +136,7 @@ class Engine:
         self._require_secure(observation, allow_insecure)
         self._require_signing(service.owner, allow_insecure)
         current = self.provider.read(service.owner)
-        self.ownership.seen(service.owner, current.records, now)
+        self.ownership.seen(service.owner, current.records, now, self._boot())
         live = self.live()
         if live.error is not None:
             raise PreconditionError(
@@ -150,14 +150,16 @@ class Engine:
                 f"{staged.key_path}: the staged key is encrypted; give its passphrase with "
                 "--passphrase-file or $ROLLOVER_PASSPHRASE so the deploy can read it"
             )
+        presented = (*live.chains, *self._installed_not_loaded(live))
         plan = plan_rollover(
             current.records,
-            live.chains,
+            presented,
             presented_order(staged),
             configured,
             self.context(now),
             stale=self._stale(current.records, live, now),
             steady=self.steady(),
+            owned=self.ownership.owned(service.owner),
         )
         for note in plan.notes:
             self.out(f"plan: {note}")
@@ -182,9 +184,34 @@ class Engine:
             started_at=now,
             since=now,
             safety_factor=max(1.0, self.safety_factor),
-            horizon_before=observation.cache_horizon,
+            horizon_before=max(observation.cache_horizon, self._replaced_horizon(now)),
             allow_insecure=allow_insecure,
         )
+
+    def _installed_not_loaded(self, live: LiveChains) -> tuple[tuple[x509.Certificate, ...], ...]:
+        """The chain in the deployed files when no address presents its key: the server loads
+        it at its next reload (a failed cut-over leaves one), so it is a chain it may present."""
+        if self.deployer is None and self.service.deploy is None:
+            return ()
+        try:
+            chain_pem, _key = self._deployer().deployed()
+        except RolloverError:
+            return ()
+        if chain_pem is None:
+            return ()
+        from rollover.chain import build_chain
+        from rollover.sources import parse_material
+
+        try:
+            certificates = parse_material("the deployed chain", chain_pem).certificates
+            ordered = build_chain("the deployed chain", certificates) if certificates else None
+        except RolloverError:
+            return ()
+        if ordered is None:
+            return ()
+        chain = tuple(certificates[i] for i in ordered.path)
+        keys = {spki_sha256(c[0]) for c in live.chains}
+        return () if spki_sha256(chain[0]) in keys else (chain,)
 
     def _stale(
         self, records: frozenset[Association], live: LiveChains, now: datetime
@@ -212,6 +239,17 @@ class Engine:
             )
         return stale
 
+    def _boot(self) -> tuple[str | None, float | None]:
+        return self.clock.boot_id(), self.clock.boottime()
+
+    def _replaced_horizon(self, now: datetime) -> int:
+        """The TTL of an RRset the tool replaced at this owner name that caches may still
+        hold: the horizon from before must not forget it because the TTL was lowered since."""
+        replaced = self.ownership.replaced(self.service.owner)
+        factor = max(1.0, self.safety_factor)
+        live = [ttl for ttl, at in replaced.items() if at + timedelta(seconds=factor * ttl) > now]
+        return max(live, default=0)
+
     def _aged_already(
         self,
         new: frozenset[Association],
@@ -219,12 +257,26 @@ class Engine:
         horizon: int,
         now: datetime,
     ) -> bool:
-        """Every new association was published (confirmed by the provider) long enough ago."""
+        """Every new association was published (confirmed by the provider) long enough ago, on
+        the wall clock and, on the same boot, on the boot's own clock; and every RRset the tool
+        replaced at the name (with a longer TTL, say) has aged out too."""
         if not new <= published:
             return False
-        confirmed = self.ownership.published_at(self.service.owner)
-        wait = timedelta(seconds=wait_seconds(horizon, self.service.ttl, self.safety_factor))
-        return all((at := confirmed.get(a)) is not None and at + wait <= now for a in new)
+        if self._replaced_horizon(now):
+            return False
+        records = self.ownership.published(self.service.owner)
+        wait = wait_seconds(horizon, self.service.ttl, self.safety_factor)
+        boot_id, boottime = self._boot()
+        for association in new:
+            meta = records.get(association, {})
+            at = meta.get("published_at")
+            if not at or datetime.fromisoformat(at) + timedelta(seconds=wait) > now:
+                return False
+            confirmed = meta.get("boottime")
+            same_boot = boot_id is not None and meta.get("boot_id") == boot_id
+            if same_boot and (confirmed is None or boottime is None or boottime - confirmed < wait):
+                return False
+        return True
 
     def _require_signing(self, owner: str, allow_insecure: bool) -> None:
         """Providers that can say whether they sign the zone (Route 53's GetDNSSEC) are asked."""
@@ -456,10 +508,13 @@ class Engine:
                 return Facts(live_new=False, live_error=live.error, fault=live.error)
             now = self.clock.now()
             seen = live.seen or tuple(("the server", c) for c in live.chains)
+            # The new key itself on every address (a shared issuer's 2 0 1 in ``new`` also
+            # matches the old chain: matching alone would declare the cut-over too early).
             behind = [
                 f"{where} presents {_key_line(chain)}"
                 for where, chain in seen
-                if not self._authenticated(r.new, chain, now)
+                if spki_sha256(chain[0]) != r.staged_spki
+                or not self._authenticated(r.new, chain, now)
             ]
             ok = bool(live.chains) and not behind
             detail = None
@@ -557,10 +612,12 @@ class Engine:
         if change.removed:
             self.ownership.release(r.owner, change.removed)
             detail["removed"] = sorted(map(str, change.removed))
+        if change.before.exists:
+            self.ownership.note_replaced(r.owner, change.before.ttl, self.clock.now())
         self.store.append(r, self.clock.now(), "provider-change", detail)
         self.provider.wait(receipt, self.wait_timeout)
         if change.added:
-            self.ownership.confirm(r.owner, change.added, self.clock.now())
+            self.ownership.confirm(r.owner, change.added, self.clock.now(), self._boot())
 
     def _apply(self, r: Rollover, change: Change, point: str) -> None:
         self.before_change(r, change)
@@ -706,6 +763,18 @@ class Engine:
             )
         return self._current_active(allow_failed=allow_failed)
 
+    def _presenting_new(self, r: Rollover) -> str | None:
+        """Which address presents the staged key now (a probe that fails is a refusal too:
+        not knowing is not permission)."""
+        live = self.live()
+        if live.error is not None:
+            raise PreconditionError(
+                f"cannot probe the server ({live.error}); not withdrawing the new associations "
+                "while it cannot be seen"
+            )
+        seen = live.seen or tuple(("the server", c) for c in live.chains)
+        return next((where for where, c in seen if spki_sha256(c[0]) == r.staged_spki), None)
+
     def _deployed_new(self, r: Rollover) -> bool:
         """Whether the new key is (or may be) installed where the server reads it."""
         if r.deployed_at is not None:
@@ -727,12 +796,16 @@ class Engine:
     def abort(self) -> Rollover:
         r = self._claim()
         try:
-            if r.phase not in BEFORE_DEPLOY and not (
-                r.phase == Phase.DEPLOYING and not self._deployed_new(r)
-            ):
+            if r.phase not in (*BEFORE_DEPLOY, Phase.DEPLOYING) or self._deployed_new(r):
                 raise PreconditionError(
                     f"the new key may already be deployed ({r.phase}); abort "
                     "is only possible before the deploy step: use rollover rollback"
+                )
+            presenting = self._presenting_new(r)
+            if presenting:
+                raise PreconditionError(
+                    f"{presenting} presents the new key already; withdrawing its associations "
+                    "would fail senders: use rollover rollback"
                 )
             # The compare-and-swap first: an advance that raced us finds the rollover over.
             ended = self._end(r, Phase.ABORTED, "aborted before deploy; withdrawing the new")
@@ -803,6 +876,15 @@ class Engine:
             deployer.install(chain, key)
             deployer.reload()
             self.store.append(ended, self.clock.now(), "deploy", {"rolled_back": True})
+            presenting = self._presenting_new(ended)
+            if presenting:
+                message = (
+                    f"rolled back, but {presenting} still presents the new key: its "
+                    "associations stay published; withdraw them (rollover withdraw) once "
+                    "every address presents the previous key"
+                )
+                self._record_error(ended, message)
+                raise PreconditionError(message)
             self._withdraw_new(ended)
             self._event(Phase.ABORTED.value, ended, "rolled back to the previous chain and key")
             return ended

@@ -230,6 +230,15 @@ def _deploying(r: Rollover, facts: Facts, now: datetime, _t: timedelta) -> Decis
             Phase.PUBLISHING,
             message="the new associations are gone; publishing again and restarting the clock",
         )
+    if facts.authoritative_ok is False and facts.fault is not None:
+        # Not seeing is not a regression: hold (the key may be live already, after a crash
+        # between the reload and the state write), never send the rollover back before the
+        # deploy, where abort would withdraw what the server may present.
+        return Decision(
+            Phase.DEPLOYING,
+            waiting_until=now + RETRY,
+            message=f"holding the deploy: {facts.fault}",
+        )
     if facts.authoritative_ok is False:
         return Decision(
             Phase.PROPAGATING,

@@ -212,13 +212,17 @@ def plan_rollover(
     *,
     stale: frozenset[Association] = frozenset(),
     steady: Sequence[PresentedChain] = (),
+    owned: frozenset[Association] | None = None,
 ) -> RolloverPlan:
     """The plan from ``before`` to the configured parameter sets of ``new_chain``.
 
     ``new_configured`` holds the new chain's associations for the configured parameter sets
     (pinned trust anchors included); ``stale`` the tool's own associations of keys no longer
     presented (a failed rollover's leftovers), retired with the old ones; ``steady`` the chains
-    of other hosts sharing the RRset, which must keep matching and whose records stay. Raises
+    of other hosts sharing the RRset, which must keep matching and whose records stay;
+    ``owned`` what the tool published (None: treat everything as the tool's): a record the tool
+    did not publish is retired only when it matches the current chains and not the new one
+    (the key being rolled away from names it). Raises
     PreconditionError when no plan keeps the rule.
     """
     problems = starting_point(before, [*old_chains, *steady], ctx)
@@ -238,6 +242,7 @@ def plan_rollover(
         for r in before
         if any(_all_match(frozenset({r}), [c], ctx) for c in old_chains)
         and not any(_all_match(frozenset({r}), [c], ctx) for c in steady)
+        and (owned is None or r in owned or not _all_match(frozenset({r}), [new_chain], ctx))
     ) | ((stale & before) - new_configured)
     current_chains = [*old_chains, *steady]
     # The new key is published for every shape in use, configured or not (RFC 7671 8.3).

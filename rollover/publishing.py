@@ -97,11 +97,19 @@ def publish(
     out: Output,
     dry_run: bool = False,
     wait_timeout: float = 120.0,
+    boot: tuple[str | None, float | None] | None = None,
 ) -> Outcome:
+    """``boot`` is this boot and its non-jumping clock (read now when not given), recorded
+    with the confirmation so the "current + next" fast path cannot be aged by a clock step."""
+    if boot is None:
+        from rollover.clock import SystemClock
+
+        clock = SystemClock()
+        boot = (clock.boot_id(), clock.boottime())
     owner = service.owner
     current = provider.read(owner)
     if not dry_run:
-        store.seen(owner, current.records, now)
+        store.seen(owner, current.records, now, boot)
     change = plan_publish(current, associations, service.ttl)
     for line in describe(change, store.owned(owner)):
         out(line)
@@ -113,8 +121,10 @@ def publish(
     except ConflictError:
         store.release(owner, change.added)  # certainly not applied
         raise
+    if current.exists:
+        store.note_replaced(owner, current.ttl, now)
     provider.wait(receipt, wait_timeout)
-    store.confirm(owner, change.added, now)
+    store.confirm(owner, change.added, now, boot)
     out(f"published at {owner} via {provider.name}")
     return Outcome(change, receipt)
 
@@ -181,6 +191,7 @@ def withdraw(
         return Outcome(change, None)
     receipt = provider.apply(change)
     store.release(owner, change.removed)
+    store.note_replaced(owner, current.ttl, now)
     provider.wait(receipt, wait_timeout)
     out(f"withdrawn from {owner} via {provider.name}")
     return Outcome(change, receipt)

@@ -37,14 +37,34 @@ class OwnershipStore:
         entries = self._load()["owners"].get(owner.lower(), {})
         return frozenset(parse_association(text) for text in entries)
 
+    def published(self, owner: str) -> dict[Association, dict[str, Any]]:
+        """Each association's record: ``published_at``, and the boot and boot-clock reading
+        of the confirmation (``boot_id``, ``boottime``) where known."""
+        entries = self._load()["owners"].get(owner.lower(), {})
+        return {parse_association(text): dict(meta) for text, meta in entries.items()}
+
+    def replaced(self, owner: str) -> dict[int, datetime]:
+        """TTL -> the last time an RRset with that TTL was replaced at ``owner`` by the tool:
+        caches may hold it for that TTL after (a lowered TTL only helps once the old aged)."""
+        raw = self._load().get("replaced", {}).get(owner.lower(), {})
+        return {int(ttl): _parse_time(at) for ttl, at in raw.items()}
+
+    def note_replaced(self, owner: str, ttl: int | None, now: datetime) -> None:
+        if not ttl:
+            return
+        ensure_dir(self.directory)
+        with locked(self.directory / ".ownership.lock"):
+            data = self._load()
+            entries = data.setdefault("replaced", {}).setdefault(owner.lower(), {})
+            entries[str(ttl)] = _stamp(now)
+            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
     def published_at(self, owner: str) -> dict[Association, datetime | None]:
         """When the provider confirmed each association rollover owns at ``owner``."""
         entries = self._load()["owners"].get(owner.lower(), {})
         return {
             parse_association(text): (
-                datetime.fromisoformat(meta["published_at"].replace("Z", "+00:00"))
-                if meta.get("published_at")
-                else None
+                _parse_time(meta["published_at"]) if meta.get("published_at") else None
             )
             for text, meta in entries.items()
         }
@@ -56,9 +76,16 @@ class OwnershipStore:
         del now
         self._update(owner, add=associations, service=service)
 
-    def confirm(self, owner: str, associations: frozenset[Association], now: datetime) -> None:
+    def confirm(
+        self,
+        owner: str,
+        associations: frozenset[Association],
+        now: datetime,
+        boot: tuple[str | None, float | None] = (None, None),
+    ) -> None:
         """The provider reported the change in effect at ``now``: the ageing clock of the
-        "current + next" fast path starts here, never at the claim."""
+        "current + next" fast path starts here, never at the claim. ``boot`` is the boot and
+        its non-jumping clock at that moment, so a stepped wall clock cannot age it."""
         if not associations:
             return
         ensure_dir(self.directory)
@@ -67,10 +94,16 @@ class OwnershipStore:
             entries = data["owners"].setdefault(owner.lower(), {})
             for association in associations:
                 entry = entries.setdefault(str(association), {"service": ""})
-                entry["published_at"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+                entry.update(published_at=_stamp(now), boot_id=boot[0], boottime=boot[1])
             write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
-    def seen(self, owner: str, present: frozenset[Association], now: datetime) -> None:
+    def seen(
+        self,
+        owner: str,
+        present: frozenset[Association],
+        now: datetime,
+        boot: tuple[str | None, float | None] = (None, None),
+    ) -> None:
         """What a read of the RRset showed. An owned association found missing loses its
         confirmation: if it comes back (re-added by hand, say), it is as young as the read
         that finds it again, and the "current + next" fast path waits its age out afresh."""
@@ -88,13 +121,15 @@ class OwnershipStore:
         with locked(self.directory / ".ownership.lock"):
             data = self._load()
             entries = data["owners"].get(owner.lower(), {})
-            stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            stamp = _stamp(now)
             for text in lost:
                 if text in entries:
-                    entries[text].update(published_at=None, vanished=stamp)
+                    entries[text].update(published_at=None, vanished=stamp, boottime=None)
             for text in back:
                 if text in entries:
-                    entries[text].update(published_at=stamp, vanished=None)
+                    entries[text].update(
+                        published_at=stamp, vanished=None, boot_id=boot[0], boottime=boot[1]
+                    )
             write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
     def release(self, owner: str, associations: frozenset[Association]) -> None:
@@ -120,7 +155,7 @@ class OwnershipStore:
                     str(association),
                     {
                         "service": service,
-                        "published_at": now.strftime("%Y-%m-%dT%H:%M:%SZ") if now else None,
+                        "published_at": _stamp(now) if now else None,
                     },
                 )
             for association in remove:
@@ -128,3 +163,12 @@ class OwnershipStore:
             if not entries:
                 del data["owners"][owner.lower()]
             write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _stamp(moment: datetime) -> str:
+    """To the microsecond: a stamp cut to the second would age a record early."""
+    return moment.isoformat()
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

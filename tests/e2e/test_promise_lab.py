@@ -73,8 +73,10 @@ def roll(env: ServiceEnv, *extra: str, env_vars: dict[str, str] | None = None) -
 def advance_until(engine: Any, phase: str, seconds: float = 60) -> Any:
     """Advance the in-process engine until its rollover reaches ``phase``; the rollover."""
     deadline = time.monotonic() + seconds
-    while (rollover := engine.advance().rollover).phase != phase:
-        assert time.monotonic() < deadline, f"still {rollover.phase}, not {phase}"
+    while (rollover := (result := engine.advance()).rollover).phase != phase:
+        assert time.monotonic() < deadline, (
+            f"still {rollover.phase}, not {phase}: {result.message}; error {rollover.error}"
+        )
         time.sleep(0.2)
     return rollover
 
