@@ -136,6 +136,7 @@ class Engine:
         self._require_secure(observation, allow_insecure)
         self._require_signing(service.owner, allow_insecure)
         current = self.provider.read(service.owner)
+        previous = self.ownership.last_rrset(service.owner)
         self.ownership.seen(service.owner, current.records, now, self._boot())
         live = self.live()
         if live.error is not None:
@@ -163,9 +164,16 @@ class Engine:
         )
         for note in plan.notes:
             self.out(f"plan: {note}")
+        horizon_known = self._replaced_horizon(now)
+        self.ownership.note_served(service.owner, {current.ttl}, now, self._boot())
         phase = Phase.PUBLISHING
         if not plan.bridge and self._aged_already(
-            plan.new, current.records, observation.cache_horizon, now
+            plan.new,
+            current.records,
+            observation.cache_horizon,
+            now,
+            previous=previous,
+            replaced_horizon=horizon_known,
         ):
             phase = Phase.DEPLOYING  # "current + next": the wait happened ahead of time
         return Rollover(
@@ -180,11 +188,13 @@ class Engine:
             staged_chain=staged.chain_path,
             staged_key=staged.key_path,
             staged_spki=staged.spki_sha256,
+            staged_cert=_der_sha256(presented_order(staged)[0]),
+            before=current.records,
             passphrase_source=passphrase_source if staged.encrypted else None,
             started_at=now,
             since=now,
             safety_factor=max(1.0, self.safety_factor),
-            horizon_before=max(observation.cache_horizon, self._replaced_horizon(now)),
+            horizon_before=max(observation.cache_horizon, horizon_known),
             allow_insecure=allow_insecure,
         )
 
@@ -243,11 +253,27 @@ class Engine:
         return self.clock.boot_id(), self.clock.boottime()
 
     def _replaced_horizon(self, now: datetime) -> int:
-        """The TTL of an RRset the tool replaced at this owner name that caches may still
-        hold: the horizon from before must not forget it because the TTL was lowered since."""
+        """The longest TTL of an RRset the tool knew served at this owner name that caches may
+        still hold: the horizon from before must not forget it because the TTL was lowered
+        since, or the RRset deleted. Judged on the boot's clock as well on the same boot, so a
+        stepped wall clock cannot expire it early."""
         replaced = self.ownership.replaced(self.service.owner)
         factor = max(1.0, self.safety_factor)
-        live = [ttl for ttl, at in replaced.items() if at + timedelta(seconds=factor * ttl) > now]
+        boot_id, boottime = self._boot()
+        live = []
+        for ttl, meta in replaced.items():
+            span = factor * ttl
+            wall = meta["at"] + timedelta(seconds=span) > now
+            same_boot = boot_id is not None and meta.get("boot_id") == boot_id
+            then = meta.get("boottime")
+            on_boot = (
+                same_boot
+                and isinstance(then, float | int)
+                and boottime is not None
+                and boottime - then < span
+            )
+            if wall or on_boot:
+                live.append(ttl)
         return max(live, default=0)
 
     def _aged_already(
@@ -256,13 +282,16 @@ class Engine:
         published: frozenset[Association],
         horizon: int,
         now: datetime,
+        *,
+        previous: frozenset[Association] | None = None,
+        replaced_horizon: int = 0,
     ) -> bool:
         """Every new association was published (confirmed by the provider) long enough ago, on
         the wall clock and, on the same boot, on the boot's own clock; and every RRset the tool
         replaced at the name (with a longer TTL, say) has aged out too."""
-        if not new <= published:
-            return False
-        if self._replaced_horizon(now):
+        if not new <= published or previous != published:
+            return False  # the RRset changed since the tool last saw it: when, it cannot know
+        if replaced_horizon > 0:
             return False
         records = self.ownership.published(self.service.owner)
         wait = wait_seconds(horizon, self.service.ttl, self.safety_factor)
@@ -513,8 +542,7 @@ class Engine:
             behind = [
                 f"{where} presents {_key_line(chain)}"
                 for where, chain in seen
-                if spki_sha256(chain[0]) != r.staged_spki
-                or not self._authenticated(r.new, chain, now)
+                if not _is_staged(r, chain[0]) or not self._authenticated(r.new, chain, now)
             ]
             ok = bool(live.chains) and not behind
             detail = None
@@ -612,8 +640,11 @@ class Engine:
         if change.removed:
             self.ownership.release(r.owner, change.removed)
             detail["removed"] = sorted(map(str, change.removed))
-        if change.before.exists:
-            self.ownership.note_replaced(r.owner, change.before.ttl, self.clock.now())
+        now = self.clock.now()
+        self.ownership.note_served(
+            r.owner, {change.before.ttl, change.after.ttl}, now, self._boot()
+        )
+        self.ownership.seen(r.owner, change.after.records, now, self._boot())
         self.store.append(r, self.clock.now(), "provider-change", detail)
         self.provider.wait(receipt, self.wait_timeout)
         if change.added:
@@ -633,7 +664,7 @@ class Engine:
     def _republish(self, r: Rollover) -> None:
         """Put back the new key's associations that vanished (out of band, or an abort that
         raced this advance) while the new key may be served; nothing is removed."""
-        needed = r.kept if r.phase == Phase.VERIFYING else r.new | r.kept
+        needed = r.kept if r.phase == Phase.VERIFYING else r.published
         change = plan_publish(self.provider.read(r.owner), needed, self.service.ttl)
         if not change.is_noop:
             self._apply(r, change, "after-publish")
@@ -917,7 +948,7 @@ class Engine:
         recorded in the history; the starting point's records stay."""
         current = self.provider.read(r.owner)
         ours = self.ownership.owned(r.owner)
-        removing = (r.published - r.old) & current.records & ours
+        removing = (r.published - r.old - r.before) & current.records & ours
         if not removing:
             return
         remaining = current.records - removing
@@ -943,6 +974,22 @@ def spki_sha256(certificate: x509.Certificate) -> str:
     import hashlib
 
     return hashlib.sha256(spki_der(certificate)).hexdigest()
+
+
+def _der_sha256(certificate: x509.Certificate) -> str:
+    import hashlib
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return hashlib.sha256(certificate.public_bytes(Encoding.DER)).hexdigest()
+
+
+def _is_staged(r: Rollover, leaf: x509.Certificate) -> bool:
+    """The staged leaf itself (the same key under another certificate, a renewal with the key
+    reused or a new CA, is not the new chain); the key alone for rollovers from before."""
+    if r.staged_cert is not None:
+        return _der_sha256(leaf) == r.staged_cert
+    return spki_sha256(leaf) == r.staged_spki
 
 
 def _key_line(chain: tuple[x509.Certificate, ...]) -> str:

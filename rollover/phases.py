@@ -79,6 +79,8 @@ class Rollover:
     aging_boot_id: str | None = None  # the boot the ageing deadline was measured on...
     aging_until_boottime: float | None = None  # ...and the deadline on its non-jumping clock
     notes: tuple[str, ...] = ()  # what the plan does and why (RFC 7671 section 8)
+    before: frozenset[Association] = frozenset()  # the RRset the rollover began at
+    staged_cert: str | None = None  # SHA-256 of the staged leaf certificate (DER)
     id: int | None = None
     version: int = 0
 

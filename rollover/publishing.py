@@ -121,10 +121,10 @@ def publish(
     except ConflictError:
         store.release(owner, change.added)  # certainly not applied
         raise
-    if current.exists:
-        store.note_replaced(owner, current.ttl, now)
+    store.note_served(owner, {current.ttl, change.after.ttl}, now, boot)
     provider.wait(receipt, wait_timeout)
     store.confirm(owner, change.added, now, boot)
+    store.seen(owner, change.after.records, now, boot)
     out(f"published at {owner} via {provider.name}")
     return Outcome(change, receipt)
 
@@ -191,7 +191,8 @@ def withdraw(
         return Outcome(change, None)
     receipt = provider.apply(change)
     store.release(owner, change.removed)
-    store.note_replaced(owner, current.ttl, now)
+    store.note_served(owner, {current.ttl}, now)
+    store.seen(owner, change.after.records, now)
     provider.wait(receipt, wait_timeout)
     out(f"withdrawn from {owner} via {provider.name}")
     return Outcome(change, receipt)

@@ -43,21 +43,42 @@ class OwnershipStore:
         entries = self._load()["owners"].get(owner.lower(), {})
         return {parse_association(text): dict(meta) for text, meta in entries.items()}
 
-    def replaced(self, owner: str) -> dict[int, datetime]:
-        """TTL -> the last time an RRset with that TTL was replaced at ``owner`` by the tool:
-        caches may hold it for that TTL after (a lowered TTL only helps once the old aged)."""
+    def replaced(self, owner: str) -> dict[int, dict[str, Any]]:
+        """TTL -> when the tool last knew an RRset with that TTL was served at ``owner`` (it
+        read it, wrote it or replaced it): ``at`` (wall clock), ``boot_id`` and ``boottime``.
+        Caches may hold such an RRset for that TTL after; a lowered TTL only helps once the
+        old one aged out."""
         raw = self._load().get("replaced", {}).get(owner.lower(), {})
-        return {int(ttl): _parse_time(at) for ttl, at in raw.items()}
+        return {
+            int(ttl): {**meta, "at": _parse_time(meta["at"])}
+            for ttl, meta in raw.items()
+            if isinstance(meta, dict) and meta.get("at")
+        }
 
-    def note_replaced(self, owner: str, ttl: int | None, now: datetime) -> None:
-        if not ttl:
+    def note_served(
+        self,
+        owner: str,
+        ttls: set[int | None],
+        now: datetime,
+        boot: tuple[str | None, float | None] = (None, None),
+    ) -> None:
+        wanted = {t for t in ttls if t}
+        if not wanted:
             return
         ensure_dir(self.directory)
         with locked(self.directory / ".ownership.lock"):
             data = self._load()
             entries = data.setdefault("replaced", {}).setdefault(owner.lower(), {})
-            entries[str(ttl)] = _stamp(now)
+            for ttl in wanted:
+                entries[str(ttl)] = {"at": _stamp(now), "boot_id": boot[0], "boottime": boot[1]}
             write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+    def last_rrset(self, owner: str) -> frozenset[Association] | None:
+        """The RRset at ``owner`` as the tool last saw or wrote it (None: never)."""
+        raw = self._load().get("rrsets", {}).get(owner.lower())
+        if not isinstance(raw, list):
+            return None
+        return frozenset(parse_association(text) for text in raw)
 
     def published_at(self, owner: str) -> dict[Association, datetime | None]:
         """When the provider confirmed each association rollover owns at ``owner``."""
@@ -107,7 +128,8 @@ class OwnershipStore:
         """What a read of the RRset showed. An owned association found missing loses its
         confirmation: if it comes back (re-added by hand, say), it is as young as the read
         that finds it again, and the "current + next" fast path waits its age out afresh."""
-        entries = self._load()["owners"].get(owner.lower(), {})
+        loaded = self._load()
+        entries = loaded["owners"].get(owner.lower(), {})
         lost = [
             t
             for t, m in entries.items()
@@ -116,8 +138,10 @@ class OwnershipStore:
         back = [
             t for t, m in entries.items() if m.get("vanished") and parse_association(t) in present
         ]
-        if not lost and not back:
+        shown = sorted(map(str, present))
+        if not lost and not back and loaded.get("rrsets", {}).get(owner.lower()) == shown:
             return
+        ensure_dir(self.directory)
         with locked(self.directory / ".ownership.lock"):
             data = self._load()
             entries = data["owners"].get(owner.lower(), {})
@@ -130,6 +154,7 @@ class OwnershipStore:
                     entries[text].update(
                         published_at=stamp, vanished=None, boot_id=boot[0], boottime=boot[1]
                     )
+            data.setdefault("rrsets", {})[owner.lower()] = shown
             write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
     def release(self, owner: str, associations: frozenset[Association]) -> None:

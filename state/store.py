@@ -86,7 +86,7 @@ def _decode(row_id: int, version: int, text: str) -> Rollover:
             continue
         kind = str(kinds[name])
         value: Any = raw
-        if name in ("old", "new", "bridge", "final"):
+        if name in ("old", "new", "bridge", "final", "before"):
             value = frozenset(parse_association(a) for a in raw)
         elif name == "notes":
             value = tuple(str(n) for n in raw)
@@ -256,7 +256,7 @@ class SqliteStateStore:
 
 def rollover_json(rollover: Rollover) -> dict[str, Any]:
     data = asdict(rollover)
-    for name in ("old", "new", "bridge", "final"):
+    for name in ("old", "new", "bridge", "final", "before"):
         data[name] = sorted(str(a) for a in getattr(rollover, name))
     data["final"] = sorted(str(a) for a in rollover.kept)
     data["notes"] = list(rollover.notes)
