@@ -136,8 +136,13 @@ class Engine:
         self._require_secure(observation, allow_insecure)
         self._require_signing(service.owner, allow_insecure)
         current = self.provider.read(service.owner)
-        previous = self.ownership.last_rrset(service.owner)
-        self.ownership.seen(service.owner, current.records, now, self._boot())
+        last = self.ownership.last_rrset(service.owner)
+        previous = None if last is None else last[0]
+        if last is not None and last[0] != current.records:
+            # Changed since the tool last saw it, at an instant it cannot know: caches may
+            # hold what it saw then for its TTL from now on.
+            self.ownership.note_served(service.owner, {last[1]}, now, self._boot())
+        self.ownership.seen(service.owner, current.records, now, self._boot(), current.ttl)
         live = self.live()
         if live.error is not None:
             raise PreconditionError(
@@ -517,7 +522,9 @@ class Engine:
         if phase == Phase.AGING:
             return Facts(boot_id=self.clock.boot_id(), boottime=self.clock.boottime())
         if phase in (Phase.PROPAGATING, Phase.DEPLOYING, Phase.VERIFYING):
-            records = self.provider.read(r.owner).records
+            rrset = self.provider.read(r.owner)
+            records = rrset.records
+            self.ownership.seen(r.owner, records, self.clock.now(), self._boot(), rrset.ttl)
             if phase == Phase.VERIFYING:
                 self._reconcile_retired(r, records)
             observation = self.observer.observe(r.owner)
@@ -644,7 +651,7 @@ class Engine:
         self.ownership.note_served(
             r.owner, {change.before.ttl, change.after.ttl}, now, self._boot()
         )
-        self.ownership.seen(r.owner, change.after.records, now, self._boot())
+        self.ownership.seen(r.owner, change.after.records, now, self._boot(), change.after.ttl)
         self.store.append(r, self.clock.now(), "provider-change", detail)
         self.provider.wait(receipt, self.wait_timeout)
         if change.added:
@@ -994,7 +1001,10 @@ def _is_staged(r: Rollover, leaf: x509.Certificate) -> bool:
 
 def _key_line(chain: tuple[x509.Certificate, ...]) -> str:
     leaf = chain[0]
-    return f"{describe_key(leaf)} key {spki_sha256(leaf)[:16]} ({leaf.subject.rfc4514_string()})"
+    return (
+        f"{describe_key(leaf)} key {spki_sha256(leaf)[:16]} in certificate "
+        f"{_der_sha256(leaf)[:16]} ({leaf.subject.rfc4514_string()})"
+    )
 
 
 def _holder_dead(holder: str) -> bool:

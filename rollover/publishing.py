@@ -109,7 +109,7 @@ def publish(
     owner = service.owner
     current = provider.read(owner)
     if not dry_run:
-        store.seen(owner, current.records, now, boot)
+        store.seen(owner, current.records, now, boot, current.ttl)
     change = plan_publish(current, associations, service.ttl)
     for line in describe(change, store.owned(owner)):
         out(line)
@@ -124,7 +124,7 @@ def publish(
     store.note_served(owner, {current.ttl, change.after.ttl}, now, boot)
     provider.wait(receipt, wait_timeout)
     store.confirm(owner, change.added, now, boot)
-    store.seen(owner, change.after.records, now, boot)
+    store.seen(owner, change.after.records, now, boot, change.after.ttl)
     out(f"published at {owner} via {provider.name}")
     return Outcome(change, receipt)
 

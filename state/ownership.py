@@ -73,12 +73,14 @@ class OwnershipStore:
                 entries[str(ttl)] = {"at": _stamp(now), "boot_id": boot[0], "boottime": boot[1]}
             write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
-    def last_rrset(self, owner: str) -> frozenset[Association] | None:
-        """The RRset at ``owner`` as the tool last saw or wrote it (None: never)."""
+    def last_rrset(self, owner: str) -> tuple[frozenset[Association], int | None] | None:
+        """The RRset at ``owner`` as the tool last saw or wrote it, and its TTL (None: never)."""
         raw = self._load().get("rrsets", {}).get(owner.lower())
-        if not isinstance(raw, list):
+        if not isinstance(raw, dict) or not isinstance(raw.get("records"), list):
             return None
-        return frozenset(parse_association(text) for text in raw)
+        ttl = raw.get("ttl")
+        records = frozenset(parse_association(text) for text in raw["records"])
+        return records, ttl if isinstance(ttl, int) else None
 
     def published_at(self, owner: str) -> dict[Association, datetime | None]:
         """When the provider confirmed each association rollover owns at ``owner``."""
@@ -124,10 +126,12 @@ class OwnershipStore:
         present: frozenset[Association],
         now: datetime,
         boot: tuple[str | None, float | None] = (None, None),
+        ttl: int | None = None,
     ) -> None:
-        """What a read of the RRset showed. An owned association found missing loses its
-        confirmation: if it comes back (re-added by hand, say), it is as young as the read
-        that finds it again, and the "current + next" fast path waits its age out afresh."""
+        """What a read of the RRset showed (``ttl``: its TTL, where the read gives it). An
+        owned association found missing loses its confirmation: if it comes back (re-added
+        by hand, say), it is as young as the read that finds it again, and the "current +
+        next" fast path waits its age out afresh."""
         loaded = self._load()
         entries = loaded["owners"].get(owner.lower(), {})
         lost = [
@@ -138,7 +142,7 @@ class OwnershipStore:
         back = [
             t for t, m in entries.items() if m.get("vanished") and parse_association(t) in present
         ]
-        shown = sorted(map(str, present))
+        shown: dict[str, Any] = {"records": sorted(map(str, present)), "ttl": ttl}
         if not lost and not back and loaded.get("rrsets", {}).get(owner.lower()) == shown:
             return
         ensure_dir(self.directory)
