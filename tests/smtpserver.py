@@ -133,6 +133,7 @@ def main() -> None:
     rollover's reload command: ``kill -HUP <pid>``), stop on SIGTERM."""
     import argparse
     import signal
+    import time
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--pair", nargs=2, action="append", metavar=("CHAIN", "KEY"), required=True)
@@ -156,7 +157,10 @@ def main() -> None:
     Path(args.ready_file).write_text(f"{server.port}\n")
     try:
         while not stopping:
-            signal.pause()
+            # Not signal.pause(): the kernel may deliver SIGHUP to a session thread, which does
+            # not interrupt the main thread's pause, and the reload would wait for the next
+            # signal. Python runs the handler in the main thread when it next wakes.
+            time.sleep(0.05)
     finally:
         server.stop()
 
