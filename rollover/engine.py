@@ -26,7 +26,7 @@ from rollover.config import ServiceConfig
 from rollover.deploy import Deployer, DeployError, FileDeployer, write_file
 from rollover.errors import ConflictError, PreconditionError, RolloverError
 from rollover.faults import crash_point
-from rollover.matching import match_chain
+from rollover.matching import match_chain, spki_sha256
 from rollover.observation import DnssecState, Observation, resolver_lag
 from rollover.observer import DnsObserver
 from rollover.phases import (
@@ -46,7 +46,7 @@ from rollover.plan import Change, TlsaRRset, plan_publish
 from rollover.promise import Context, Window, plan_rollover, violations
 from rollover.provider_view import ProviderObserver
 from rollover.publishing import LiveChains, check_live, service_associations
-from rollover.sources import describe_key, spki_der
+from rollover.sources import describe_key
 from rollover.staging import Staged, load_staged, presented_order, read_passphrase
 from state.ownership import OwnershipStore
 from state.store import StateStore
@@ -214,17 +214,12 @@ class Engine:
             return ()
         if chain_pem is None:
             return ()
-        from rollover.chain import build_chain
-        from rollover.sources import parse_material
-
         try:
-            certificates = parse_material("the deployed chain", chain_pem).certificates
-            ordered = build_chain("the deployed chain", certificates) if certificates else None
+            chain = _leaf_first("the deployed chain", chain_pem)
         except RolloverError:
             return ()
-        if ordered is None:
+        if not chain:
             return ()
-        chain = tuple(certificates[i] for i in ordered.path)
         keys = {spki_sha256(c[0]) for c in live.chains}
         return () if spki_sha256(chain[0]) in keys else (chain,)
 
@@ -930,15 +925,9 @@ class Engine:
             self.store.release(r, self.holder)
 
     def _require_old_published(self, r: Rollover, chain_pem: bytes) -> None:
-        from rollover.chain import build_chain
-        from rollover.sources import parse_material
-
-        certificates = parse_material("backup chain", chain_pem).certificates
-        ordered = build_chain("backup chain", certificates) if certificates else None
+        chain = _leaf_first("backup chain", chain_pem)
         current = self.provider.read(r.owner).records
-        if ordered is None or not self._authenticated(
-            current, tuple(certificates[i] for i in ordered.path), self.clock.now()
-        ):
+        if not chain or not self._authenticated(current, chain, self.clock.now()):
             raise PreconditionError(
                 "the old associations are no longer published: redeploying "
                 "the previous key would break delivery"
@@ -977,10 +966,15 @@ class Engine:
         return saved
 
 
-def spki_sha256(certificate: x509.Certificate) -> str:
-    import hashlib
+def _leaf_first(label: str, chain_pem: bytes) -> tuple[x509.Certificate, ...]:
+    """A PEM bundle as a server presents it, leaf first (empty when it holds none)."""
+    from rollover.chain import build_chain
+    from rollover.sources import parse_material
 
-    return hashlib.sha256(spki_der(certificate)).hexdigest()
+    certificates = parse_material(label, chain_pem).certificates
+    if not certificates:
+        return ()
+    return tuple(certificates[i] for i in build_chain(label, certificates).path)
 
 
 def _der_sha256(certificate: x509.Certificate) -> str:
