@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from rollover.association import Association
 from rollover.plan import Change, TlsaRRset
 
 
@@ -41,4 +42,25 @@ class Provider(Protocol):
 
     def wait(self, receipt: Receipt, timeout: float) -> None:
         """Return once the provider reports the change in effect; ProviderError on timeout."""
+        ...
+
+
+@dataclass(frozen=True)
+class ZoneHistory:
+    """What changed at one owner name since a zone version, from the provider's own record of
+    the zone's changes (an IXFR, RFC 1995). ``steps`` is one (removed, added) pair per zone
+    change, oldest first; None when the provider cannot tell (its history does not reach back
+    that far, or it refused to say)."""
+
+    version: str
+    steps: tuple[tuple[frozenset[Association], frozenset[Association]], ...] | None
+
+
+@runtime_checkable
+class Chronicled(Protocol):
+    """A provider that can say what happened to an RRset between two reads: the "current +
+    next" fast path then trusts a publication only if nothing removed it in between."""
+
+    def history(self, owner: str, since: str | None) -> ZoneHistory:
+        """Changes at ``owner`` after version ``since`` (None: only the version now)."""
         ...

@@ -26,10 +26,10 @@ import dns.serial
 import dns.tsig
 import dns.update
 
-from providers.base import Receipt
+from providers.base import Receipt, ZoneHistory
 from providers.tsig import ALGORITHMS, TsigKey, read_key_file, read_secret_file
 from rollover.addresses import format_server, parse_server
-from rollover.association import associations_from_rdata
+from rollover.association import Association, associations_from_rdata
 from rollover.config import Section, check_secret_file
 from rollover.errors import ConfigError, ConflictError, InputError, ProviderError
 from rollover.plan import Change, TlsaRRset
@@ -185,6 +185,42 @@ class Rfc2136Provider:
                 return int(rrset[0].serial)
         raise ProviderError(f"{self.name}: {self._label} has no SOA for {zone}")
 
+    def history(self, owner: str, since: str | None) -> ZoneHistory:
+        """The changes at ``owner`` after serial ``since``, from an IXFR (RFC 1995) of the
+        zone at the primary, TSIG-signed. A server that answers with a whole zone (its journal
+        does not reach back to ``since``), or refuses the transfer, cannot tell: steps None."""
+        zone = self.zone_for(owner)
+        if since is None:
+            return ZoneHistory(str(self.serial(zone)), ())
+        try:
+            base = int(since)
+        except ValueError:
+            return ZoneHistory(str(self.serial(zone)), None)
+        name = dns.name.from_text(owner)
+        try:
+            rrs = [
+                (rrset.name, rrset.rdtype, rdata)
+                for message in dns.query.xfr(
+                    self._address,
+                    zone,
+                    rdtype=dns.rdatatype.IXFR,
+                    port=self._port,
+                    timeout=self.settings.timeout,
+                    lifetime=max(30.0, self.settings.timeout * 3),
+                    keyring=self._keyring,
+                    keyname=self._keyname,
+                    keyalgorithm=self.settings.tsig.algorithm,
+                    relativize=False,
+                    serial=base,
+                    raise_on_serial_went_backwards=False,
+                )
+                for rrset in message.answer
+                for rdata in rrset
+            ]
+        except (dns.exception.DNSException, OSError, EOFError):
+            return ZoneHistory(str(self.serial(zone)), None)
+        return ixfr_steps(rrs, name, base)
+
     def read(self, owner: str) -> TlsaRRset:
         name = dns.name.from_text(owner)
         response = self._query(name, dns.rdatatype.TLSA)
@@ -283,3 +319,36 @@ def _rdataset(rrset: TlsaRRset, ttl: int | None = None) -> dns.rdataset.Rdataset
         for a in sorted(rrset.records)
     ]
     return dns.rdataset.from_rdata_list(rrset.ttl or 0 if ttl is None else ttl, rdatas)
+
+
+def ixfr_steps(
+    rrs: list[tuple[dns.name.Name, int, dns.rdata.Rdata]], owner: dns.name.Name, base: int
+) -> ZoneHistory:
+    """Read an IXFR answer (RFC 1995 section 4): SOA(new), then per change SOA(old), the
+    deletions, SOA(new'), the additions, ending with SOA(new). Only TLSA at ``owner`` is kept.
+    An answer that is a whole zone (AXFR form) or starts elsewhere than ``base`` says nothing
+    about what happened in between."""
+    if not rrs or rrs[0][1] != dns.rdatatype.SOA:
+        raise ProviderError(f"IXFR answer for {owner} does not start with the SOA")
+    newest = int(rrs[0][2].serial)  # type: ignore[attr-defined]
+    if len(rrs) == 1:
+        # Up to date (the serial is ``base``), or a condensed answer that says only the newest.
+        return ZoneHistory(str(newest), () if newest == base else None)
+    if rrs[1][1] != dns.rdatatype.SOA or int(rrs[1][2].serial) != base:  # type: ignore[attr-defined]
+        return ZoneHistory(str(newest), None)  # AXFR form: no history from ``base``
+    steps: list[tuple[frozenset[Association], frozenset[Association]]] = []
+    removed: list[dns.rdata.Rdata] = []
+    added: list[dns.rdata.Rdata] = []
+    adding, first = True, True
+    for name, rdtype, rdata in rrs[1:-1]:
+        if rdtype == dns.rdatatype.SOA:
+            if adding and not first:
+                steps.append((associations_from_rdata(removed), associations_from_rdata(added)))
+                removed, added = [], []
+            first, adding = False, not adding
+            continue
+        if name == owner and rdtype == dns.rdatatype.TLSA:
+            (added if adding else removed).append(rdata)
+    if adding:
+        steps.append((associations_from_rdata(removed), associations_from_rdata(added)))
+    return ZoneHistory(str(newest), tuple(steps))

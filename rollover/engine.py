@@ -23,6 +23,7 @@ from providers.base import Provider, Receipt
 from rollover.association import Association
 from rollover.clock import Clock
 from rollover.config import ServiceConfig
+from rollover.continuity import follow, mark
 from rollover.deploy import Deployer, DeployError, FileDeployer, write_file
 from rollover.errors import ConflictError, PreconditionError, RolloverError
 from rollover.faults import crash_point
@@ -142,6 +143,9 @@ class Engine:
             # Changed since the tool last saw it, at an instant it cannot know: caches may
             # hold what it saw then for its TTL from now on.
             self.ownership.note_served(service.owner, {last[1]}, now, self._boot())
+        note = follow(self.provider, self.ownership, service.owner, now, self._boot())
+        if note is not None:
+            self.out(f"plan: {note}")
         self.ownership.seen(service.owner, current.records, now, self._boot(), current.ttl)
         live = self.live()
         if live.error is not None:
@@ -651,6 +655,7 @@ class Engine:
         self.provider.wait(receipt, self.wait_timeout)
         if change.added:
             self.ownership.confirm(r.owner, change.added, self.clock.now(), self._boot())
+            mark(self.provider, self.ownership, r.owner)
 
     def _apply(self, r: Rollover, change: Change, point: str) -> None:
         self.before_change(r, change)

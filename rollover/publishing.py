@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives._serialization import Encoding
 from providers.base import Provider, Receipt
 from rollover.association import Association
 from rollover.config import ServiceConfig
+from rollover.continuity import follow, mark
 from rollover.derive import DeriveOptions, derive
 from rollover.errors import ConflictError, InputError, PreconditionError
 from rollover.matching import match_chain
@@ -109,6 +110,9 @@ def publish(
     owner = service.owner
     current = provider.read(owner)
     if not dry_run:
+        note = follow(provider, store, owner, now, boot)
+        if note is not None:
+            out(f"note: {note}")
         store.seen(owner, current.records, now, boot, current.ttl)
     change = plan_publish(current, associations, service.ttl)
     for line in describe(change, store.owned(owner)):
@@ -124,6 +128,7 @@ def publish(
     store.note_served(owner, {current.ttl, change.after.ttl}, now, boot)
     provider.wait(receipt, wait_timeout)
     store.confirm(owner, change.added, now, boot)
+    mark(provider, store, owner)
     store.seen(owner, change.after.records, now, boot, change.after.ttl)
     out(f"published at {owner} via {provider.name}")
     return Outcome(change, receipt)

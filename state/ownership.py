@@ -161,6 +161,38 @@ class OwnershipStore:
             data.setdefault("rrsets", {})[owner.lower()] = shown
             write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
+    def version(self, owner: str) -> str | None:
+        """The provider's zone version up to which the tool followed ``owner``'s history."""
+        value = self._load().get("versions", {}).get(owner.lower())
+        return value if isinstance(value, str) else None
+
+    def set_version(self, owner: str, version: str) -> None:
+        if self.version(owner) == version:
+            return
+        ensure_dir(self.directory)
+        with locked(self.directory / ".ownership.lock"):
+            data = self._load()
+            data.setdefault("versions", {})[owner.lower()] = version
+            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+    def restart(
+        self,
+        owner: str,
+        associations: frozenset[Association],
+        now: datetime,
+        boot: tuple[str | None, float | None] = (None, None),
+    ) -> None:
+        """Their publication was broken (or cannot be known whole): it counts from ``now``."""
+        ensure_dir(self.directory)
+        with locked(self.directory / ".ownership.lock"):
+            data = self._load()
+            entries = data["owners"].get(owner.lower(), {})
+            for association in associations:
+                entry = entries.get(str(association))
+                if entry is not None and entry.get("published_at"):
+                    entry.update(published_at=_stamp(now), boot_id=boot[0], boottime=boot[1])
+            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
     def release(self, owner: str, associations: frozenset[Association]) -> None:
         self._update(owner, remove=associations)
 
