@@ -42,8 +42,9 @@ def follow(
     boot: tuple[str | None, float | None],
 ) -> str | None:
     """Bring the tool's knowledge of ``owner``'s history up to now; restart the age of every
-    confirmed association whose publication was broken, or cannot be known to be whole.
-    Returns a line to tell the operator when an age was restarted, else None."""
+    confirmed association whose publication was broken, or cannot be known to be whole (the
+    ownership record's ``published_at`` becomes ``now``). Returns a line to tell the operator
+    when an age was restarted, else None."""
     if not isinstance(provider, Chronicled):
         return None  # reads only (README: the fast path's limits)
     tracked = frozenset(a for a, meta in store.published(owner).items() if meta.get("published_at"))

@@ -253,6 +253,29 @@ class Engine:
             )
         return stale
 
+    def _unbroken(self, r: Rollover, served: Facts) -> Facts:
+        """Before the deploy: no new association may have left the zone since the ageing
+        began, however briefly (deleted and put back by hand between two reads): a cache may
+        hold the RRset without it for its TTL. The zone's history says (RFC 2136's IXFR);
+        a break restarts the wait."""
+        now = self.clock.now()
+        note = follow(self.provider, self.ownership, r.owner, now, self._boot())
+        began = r.propagated_at or r.since
+        records = self.ownership.published(r.owner)
+        broken = sorted(
+            str(a)
+            for a in r.published - r.before
+            if (at := records.get(a, {}).get("published_at")) and datetime.fromisoformat(at) > began
+        )
+        if not broken:
+            return served
+        why = note or f"{', '.join(broken)} went missing and came back"
+        return replace(
+            served,
+            authoritative_ok=False,
+            detail=f"{why}; not deploying until it ages again",
+        )
+
     def _boot(self) -> tuple[str | None, float | None]:
         return self.clock.boot_id(), self.clock.boottime()
 
@@ -519,6 +542,8 @@ class Engine:
             self._reconcile_retired(r, records)
             return Facts(provider_records=records)
         if phase == Phase.AGING:
+            # Follow the zone's history while ageing, so the deploy's look at it spans little.
+            follow(self.provider, self.ownership, r.owner, self.clock.now(), self._boot())
             return Facts(boot_id=self.clock.boot_id(), boottime=self.clock.boottime())
         if phase in (Phase.PROPAGATING, Phase.DEPLOYING, Phase.VERIFYING):
             rrset = self.provider.read(r.owner)
@@ -529,6 +554,8 @@ class Engine:
             observation = self.observer.observe(r.owner)
             final = phase == Phase.VERIFYING
             served = self._served(r, observation, final=final)
+            if phase == Phase.DEPLOYING:
+                served = self._unbroken(r, served)
             return replace(
                 served,
                 provider_records=records,

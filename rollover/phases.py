@@ -245,7 +245,7 @@ def _deploying(r: Rollover, facts: Facts, now: datetime, _t: timedelta) -> Decis
         return Decision(
             Phase.PROPAGATING,
             waiting_until=now + RETRY,
-            message="a server no longer serves the new associations; waiting again",
+            message=facts.detail or "a server no longer serves the new associations; waiting again",
         )
     if facts.resolvers_ok is False:
         # A validating resolver that finds the RRset bogus (or lost it) holds the deploy: the

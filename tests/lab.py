@@ -420,6 +420,9 @@ class Lab:
             "  allow-transfer { 127.0.0.0/8; };",
             "  serial-update-method increment;",
             "  max-journal-size 1M;",
+            # Answer IXFR however large the history (the default, 100%, sends the whole zone
+            # once the changes outweigh it: the fast path's history check then cannot tell).
+            "  max-ixfr-ratio unlimited;",
             "};",
             "logging {",
             f'  channel lab {{ file "{base}/named.log" versions 0 size 20m; severity info; '

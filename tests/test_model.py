@@ -80,7 +80,7 @@ FOREIGN = {
 STATS: Counter[str] = Counter()
 
 MODEL_SETTINGS = settings(
-    max_examples=300,
+    max_examples=400,
     stateful_step_count=60,
     derandomize=True,
     database=None,
@@ -291,9 +291,10 @@ class RolloverModel(RuleBasedStateMachine):
             and bool(r.published & self.world.current.records)
         )
     )
-    @rule(which=st.sampled_from(["new", "kept", "published", "one"]))
+    @rule(which=st.sampled_from(["new", "kept", "published", "one", "blink"]))
     def foreign_edit_deletes_the_new(self, which: str) -> None:
-        """Someone deletes the rollover's new (or bridging) records out of band."""
+        """Someone deletes the rollover's new (or bridging) records out of band; or deletes
+        one and puts it back at once, between two reads of the tool (issue 13, item 7)."""
         self._step("foreign_delete")
         r = self.world.rollover()
         assert r is not None
@@ -303,8 +304,12 @@ class RolloverModel(RuleBasedStateMachine):
             "kept": r.kept & present,
             "published": r.published & present,
             "one": frozenset(sorted(r.published & present)[:1]),
+            "blink": frozenset(sorted(r.published & present)[:1]),
         }[which]
-        self.world.delete(chosen)
+        if which == "blink":
+            self.world.blink(chosen)
+        else:
+            self.world.delete(chosen)
 
     @rule(
         kind=st.sampled_from(
@@ -572,11 +577,51 @@ def wall_clock_step_while_ageing(world: World) -> None:
     world.advance()
 
 
+def undo_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path as it was: reads only, no look at the zone's history."""
+    monkeypatch.setattr(rollover.engine, "follow", lambda *_a, **_k: None)
+
+
+def next_key_blinked(world: World) -> None:
+    """(e) The next key's record, published a month ago, deleted and put back by hand between
+    two reads of the tool; then the renewal onto that key."""
+    world.blink(records_of(chain_of(1), "3 1 1"))
+    world.start(["3 1 1"], 1)
+    world.advance()
+    world.elapse(1)
+    world.advance()
+
+
+def undo_unbroken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deploy as it was: no look at the zone's history since the ageing began."""
+    monkeypatch.setattr(Engine, "_unbroken", lambda _self, _r, served: served)
+
+
+def new_blinked_while_ageing(world: World) -> None:
+    """(f) The rollover's new record deleted and put back by hand while it ages, between two
+    reads of the tool: a cache may hold the RRset without it for a TTL from then."""
+    world.start(["3 1 1"], 1)
+    world.advance()
+    r = world.rollover()
+    assert r is not None
+    assert r.phase == Phase.AGING
+    world.elapse(TTL + 50)
+    world.blink(r.new)
+    world.elapse(TTL - 49)  # the ageing deadline has passed; the gap's RRset is still cached
+    for _ in range(4):
+        world.advance()
+        world.elapse(TTL)
+
+
+NEXT = OWN | records_of(chain_of(1), "3 1 1")
+
 SCENARIOS = {
     "a-bridge": (frozenset(), first_publication, undo_bridge),
     "b-matching-type": (OWN, adding_a_matching_type, undo_matching_types),
     "c-retire-guard": (OWN, new_deleted_after_the_deploy, undo_retire_guard),
     "d-clock-step": (OWN, wall_clock_step_while_ageing, undo_boottime),
+    "e-blink": (NEXT, next_key_blinked, undo_history),
+    "f-blink-ageing": (OWN, new_blinked_while_ageing, undo_unbroken),
 }
 
 
@@ -585,7 +630,8 @@ def fresh() -> Iterator[Callable[..., World]]:
     made: list[World] = []
 
     def make(records: frozenset[Any], **kw: Any) -> World:
-        config = WorldConfig(records=records, owned=records & OWN, **kw)
+        owned = records & (NEXT if records == NEXT else OWN)
+        config = WorldConfig(records=records, owned=owned, **kw)
         made.append(World(scratch_dir("directed-"), config))
         return made[-1]
 

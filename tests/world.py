@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from providers.base import Receipt
+from providers.base import Receipt, ZoneHistory
 from rollover.association import Association, owner_name
 from rollover.config import ServiceConfig
 from rollover.deploy import DeployError
@@ -379,6 +379,20 @@ class FakeProvider:
 
     def wait(self, receipt: Receipt, timeout: float) -> None:
         self._call("wait")
+
+    def history(self, owner: str, since: str | None) -> ZoneHistory:
+        """The zone's record of its changes (an IXFR): each RRset version is a zone version."""
+        self._call("history")
+        versions = self.world.versions
+        now = str(versions[-1].index)
+        if since is None or owner != OWNER:
+            return ZoneHistory(now, ())
+        base = int(since)
+        steps = tuple(
+            (before.records - after.records, after.records - before.records)
+            for before, after in zip(versions[base:], versions[base + 1 :], strict=False)
+        )
+        return ZoneHistory(now, steps)
 
 
 # -- DNS as the observer sees it -----------------------------------------------------------
@@ -764,6 +778,8 @@ class World:
         if config.owned:
             self.ownership.claim(OWNER, config.owned, SERVICE, BASE - timedelta(days=30))
             self.ownership.confirm(OWNER, config.owned, BASE - timedelta(days=30))
+            self.ownership.set_version(OWNER, "0")
+            self.ownership.seen(OWNER, initial, BASE - timedelta(days=30), ttl=config.rrset_ttl)
         self.caches = [
             Cache(f"cache{i}", (i + 0.5) * TTL / max(1, config.caches) - TTL)
             for i in range(config.caches)
@@ -877,6 +893,14 @@ class World:
     def delete(self, records: Iterable[Association]) -> None:
         """A foreign edit deleting ``records``."""
         self.edit(self.current.records - frozenset(records))
+
+    def blink(self, records: Iterable[Association]) -> None:
+        """Deleted and put back by hand, no time passing: no read of the tool can see it,
+        but a cache may have fetched the RRset in the gap."""
+        before, foreign = self.current.records, set(self.foreign)
+        self.delete(records)
+        self.edit(before)
+        self.foreign = foreign  # the same records, still the tool's
 
     def held_now(self) -> list[Version]:
         """Every version some cache may hold at this instant."""

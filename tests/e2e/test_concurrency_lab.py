@@ -90,7 +90,11 @@ def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
                 "verifying",
                 "done",
             ):
-                assert transitions[phase] == 1, (env.name, transitions)
+                assert transitions[phase] == 1, (
+                    env.name,
+                    transitions,
+                    [h["detail"].get("message") for h in history if h["event"] == "transition"],
+                )
     finally:
         counter.stop()
         for env in envs:

@@ -231,6 +231,42 @@ def test_new_records_deleted_during_the_deploy_are_put_back(env: ServiceEnv, lab
     assert served(lab, env.owner) == {new}
 
 
+def test_a_new_record_deleted_and_put_back_while_ageing_restarts_the_wait(
+    env: ServiceEnv, lab: Lab
+) -> None:
+    """Issue 13 item 7 inside a rollover: the new record deleted and re-added by hand while
+    it ages, between two reads of the tool. The zone's IXFR history shows it: the deploy
+    waits a TTL again, and the sender (whose caches may have fetched in the gap) never fails."""
+    new = str(rec("3 1 1", env.next_leaf))
+    old = str(rec("3 1 1", env.pki.leaf))
+    with strict(env, lab) as sender:
+        settle(sender)
+        engine = _engine(env)
+        engine.start(_staged(env))
+        advance_until(engine, "aging")
+        lab.update(
+            "example.test.", delete=((env.owner, "TLSA"),), add=((env.owner, env.ttl, "TLSA", old),)
+        )
+        lab.update("example.test.", add=((env.owner, env.ttl, "TLSA", new),))
+        messages = []
+        deadline = time.monotonic() + 90
+        while (result := engine.advance()).rollover.phase != "done":
+            messages.append(result.message)
+            assert time.monotonic() < deadline, messages
+            time.sleep(0.2)
+        time.sleep(env.ttl + 1)
+    assert_clean(sender, 10)
+    history = json.loads(env.rollover("history", env.name, "--json").stdout)
+    back = [
+        h["detail"]
+        for h in history
+        if h["event"] == "transition" and "published again" in h["detail"]["message"]
+    ]
+    assert back, history
+    assert back[0]["from"] == "deploying"
+    assert served(lab, env.owner) == {new}
+
+
 def test_abort_racing_an_advance_never_empties_the_rrset(env: ServiceEnv, lab: Lab) -> None:
     """Shape 5: abort fired at the ageing deadline, beside the advance that deploys."""
     old, new = str(rec("3 1 1", env.pki.leaf)), str(rec("3 1 1", env.next_leaf))
