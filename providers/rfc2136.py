@@ -31,6 +31,7 @@ from providers.tsig import ALGORITHMS, TsigKey, read_key_file, read_secret_file
 from rollover.addresses import format_server, parse_server
 from rollover.association import Association, associations_from_rdata
 from rollover.config import Section, check_secret_file
+from rollover.dnsparse import tolerate_malformed_tlsa
 from rollover.errors import ConfigError, ConflictError, InputError, ProviderError
 from rollover.plan import Change, TlsaRRset
 
@@ -352,3 +353,6 @@ def ixfr_steps(
     if adding:
         steps.append((associations_from_rdata(removed), associations_from_rdata(added)))
     return ZoneHistory(str(newest), tuple(steps))
+
+
+tolerate_malformed_tlsa()  # a malformed TLSA record is unusable, not unreadable

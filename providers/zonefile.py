@@ -27,6 +27,7 @@ import dns.name
 from providers.base import Receipt
 from providers.zonetext import read_rrset, replace_rrset
 from rollover.config import Section
+from rollover.dnsparse import tolerate_malformed_tlsa
 from rollover.errors import ConfigError, ConflictError, ProviderError
 from rollover.plan import Change, TlsaRRset
 
@@ -187,3 +188,6 @@ class ZoneFileProvider:
                 f"{self.name}: reload command exited {result.returncode}"
                 f"{detail}; the zone file is written but may not be loaded"
             )
+
+
+tolerate_malformed_tlsa()  # a malformed TLSA record is unusable, not unreadable

@@ -19,6 +19,7 @@ import dns.rdatatype
 import dns.zone
 
 from rollover.association import associations_from_rdata
+from rollover.dnsparse import tolerate_malformed_tlsa
 from rollover.errors import ProviderError
 from rollover.plan import TlsaRRset
 
@@ -270,3 +271,6 @@ def _verify(old_text: str, new_text: str, zone: str, after: TlsaRRset, source: s
             f"{source}: the edit did not produce the intended TLSA RRset at "
             f"{after.owner}; refusing to write (please report this)"
         )
+
+
+tolerate_malformed_tlsa()  # a malformed TLSA record is unusable, not unreadable

@@ -23,7 +23,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives._serialization import Encoding
 
 from rollover.association import Association, association_data
-from rollover.chain import is_ca, issued_by
 from rollover.sources import spki_der
 
 
@@ -108,7 +107,8 @@ def name_matches(certificate: x509.Certificate, reference: str) -> bool:
         presented = name.rstrip(".").lower()
         if presented == wanted:
             return True
-        if presented.startswith("*.") and "." in wanted:
+        # "*.example" (a wildcard just below a top-level name) matches nothing (OpenSSL).
+        if presented.startswith("*.") and "." in wanted and "." in presented[2:]:
             label, _, rest = wanted.partition(".")
             if label and rest == presented[2:] and not _is_ip(wanted):
                 return True
@@ -121,21 +121,6 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _path_to(chain: Sequence[x509.Certificate], anchor: int) -> list[int] | None:
-    """Indices from the leaf (0) up to ``anchor`` following signatures among the presented
-    certificates, or None when the anchor is not reachable."""
-    path = [0]
-    while path[-1] != anchor:
-        current = chain[path[-1]]
-        parent = next(
-            (i for i, c in enumerate(chain) if i not in path and issued_by(current, c)), None
-        )
-        if parent is None:
-            return None
-        path.append(parent)
-    return path
 
 
 def match_chain(
@@ -166,8 +151,14 @@ def match_chain(
                 Match(record, 0, leaf.subject.rfc4514_string()), tuple(usable), tuple(unusable), ()
             )
         for depth, certificate in enumerate(chain):
-            # OpenSSL matches DANE-TA only on issuers, never the leaf itself.
-            if depth == 0 or not _matches(record, certificate):
+            if not _matches(record, certificate):
+                continue
+            if depth == 0:
+                # OpenSSL matches DANE-TA only on issuers the server sends, never the leaf.
+                problems.append(
+                    f"{record.params} names the leaf itself: a DANE-TA record is a trust "
+                    "anchor only for certificates below it, so it does not match"
+                )
                 continue
             failure = _ta_failure(chain, depth, reference_names, now)
             if failure is None and usage == 0 and not (pkix_ok and pkix_ok(chain)):
@@ -193,22 +184,14 @@ def match_chain(
 def _ta_failure(
     chain: Sequence[x509.Certificate], anchor: int, reference_names: Sequence[str], now: datetime
 ) -> str | None:
-    """Why the chain does not validate up to the trust anchor at ``anchor``, or None."""
-    path = _path_to(chain, anchor) if anchor else [0]
-    if path is None:
-        return "the chain from the leaf does not lead to it (signatures)"
-    for index in path[1:]:
-        if not is_ca(chain[index]):
-            return f"{chain[index].subject.rfc4514_string()} is not a CA certificate"
-    for index in path[:-1] if anchor else path:
-        certificate = chain[index]
-        if now > certificate.not_valid_after_utc:
-            return (
-                f"{certificate.subject.rfc4514_string()} expired on "
-                f"{certificate.not_valid_after_utc:%Y-%m-%d}"
-            )
-        if now < certificate.not_valid_before_utc:
-            return f"{certificate.subject.rfc4514_string()} is not valid yet"
+    """Why the chain does not validate up to the trust anchor at ``anchor``, or None: the path
+    by ``cryptography.x509.verification`` (rollover.tapath), then the names (RFC 7672 section
+    3.2.3: DANE-TA needs a reference identifier in the leaf)."""
+    from rollover.tapath import ta_failure
+
+    failure = ta_failure(chain, anchor, now)
+    if failure is not None:
+        return failure
     if reference_names and not any(name_matches(chain[0], n) for n in reference_names):
         return f"the leaf's names do not include {', '.join(reference_names)}"
     return None

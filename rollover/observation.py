@@ -97,6 +97,32 @@ class Observation:
         return cache_horizon(self.authoritative)
 
 
+def servfail_reason(extended_errors: Iterable[str]) -> str:
+    """What a validating resolver's SERVFAIL means to a sender, from its Extended DNS Errors
+    (RFC 8914): a DNSSEC failure (bogus), or a lookup failure (a lame delegation, an
+    unreachable or failing server). Either way a DANE sender defers the mail (RFC 7672 2.1)."""
+    errors = tuple(extended_errors)
+    detail = f" ({'; '.join(errors)})" if errors else ""
+    codes = {_ede_code(e) for e in errors}
+    if codes & DNSSEC_EDE_CODES:
+        return f"TLSA RRset is bogus{detail}: DANE senders defer mail to this host"
+    if errors:
+        return (
+            f"the TLSA lookup failed at the resolver (SERVFAIL{detail}): not a DNSSEC "
+            "failure, but DANE senders defer mail until it answers"
+        )
+    return (
+        "the TLSA lookup failed at the resolver (SERVFAIL): a DNSSEC validation failure, a "
+        "lame delegation or a server failure; DANE senders defer mail until it answers"
+    )
+
+
+def _ede_code(text: str) -> int | None:
+    """``"EDE 6: DNSSEC Bogus"`` -> 6."""
+    head = text.removeprefix("EDE ").split(":", 1)[0].strip()
+    return int(head) if head.isdigit() else None
+
+
 def classify(rcode: str, ad: bool, signed_at_authority: bool) -> DnssecState:
     """The DNSSEC state of a resolver's answer.
 

@@ -27,9 +27,9 @@ import dns.rrset
 
 from rollover.addresses import format_server, parse_server
 from rollover.association import Association, associations_from_rdata
+from rollover.dnsparse import tolerate_malformed_tlsa
 from rollover.errors import InputError, ObserverError
 from rollover.observation import (
-    DNSSEC_EDE_CODES,
     Observation,
     ResolverAnswer,
     ServerAnswer,
@@ -250,14 +250,9 @@ class DnsObserver:
             return ResolverAnswer(label, rcode=rcode, error=f"answered {rcode}")
         ad = bool(response.flags & dns.flags.AD)
         state = classify(rcode, ad, signed)
-        if (
-            rcode == "SERVFAIL"
-            and ede
-            and not any(e.code in DNSSEC_EDE_CODES for e in response.extended_errors())
-        ):
-            return ResolverAnswer(
-                label, rcode=rcode, extended_errors=ede, error=f"SERVFAIL ({'; '.join(ede)})"
-            )
+        # A SERVFAIL whose Extended DNS Errors are not DNSSEC ones (a lame delegation, an
+        # unreachable server) is still a failed lookup that senders defer on: kept as the
+        # state senders act on, with the EDE saying which (rollover.observation).
         rrset = _final_rrset(response, name)
         return ResolverAnswer(
             label,
@@ -395,3 +390,6 @@ def _final_rrset(response: dns.message.Message, name: dns.name.Name) -> dns.rrse
 
 def _associations(rrset: dns.rrset.RRset | None) -> frozenset[Association]:
     return frozenset() if rrset is None else associations_from_rdata(rrset)
+
+
+tolerate_malformed_tlsa()  # a malformed TLSA record is unusable, not unreadable

@@ -322,11 +322,24 @@ def _load_cert_der(where: str, der: bytes) -> x509.Certificate:
 
 def load_presented_chain(where: str, ders: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
     """Certificates a server presented. The TLS library accepted them, but this one is stricter
-    (DER, versions): one it cannot parse is an error naming the server, never a traceback."""
-    return tuple(
-        _load_cert_der(f"{where}: presented certificate {number}", der)
-        for number, der in enumerate(ders, start=1)
-    )
+    (DER, versions): a leaf it cannot parse is an error naming the server, never a traceback;
+    an issuer it cannot parse (a loose BER encoding, say) is left out, as a sender matching the
+    leaf would not need it (each certificate is parsed on its own)."""
+    leaf = _load_cert_der(f"{where}: presented certificate 1", ders[0]) if ders else None
+    issuers, _bad = parse_each(ders[1:])
+    return () if leaf is None else (leaf, *issuers)
+
+
+def parse_each(ders: Sequence[bytes]) -> tuple[list[x509.Certificate], list[str]]:
+    """Each certificate parsed on its own: those that parse, and why each other did not."""
+    parsed: list[x509.Certificate] = []
+    problems: list[str] = []
+    for number, der in enumerate(ders, start=1):
+        try:
+            parsed.append(x509.load_der_x509_certificate(der))
+        except (ValueError, x509.InvalidVersion) as exc:
+            problems.append(f"certificate {number} does not parse as DER: {_reason(exc)}")
+    return parsed, problems
 
 
 def _load_csr_der(where: str, der: bytes) -> x509.CertificateSigningRequest:

@@ -16,7 +16,9 @@ import dns.rdatatype
 
 from rollover.addresses import parse_server
 from rollover.association import owner_name
+from rollover.dnsparse import tolerate_malformed_tlsa
 from rollover.errors import InputError, ObserverError
+from rollover.observation import DnssecState, Observation
 from rollover.observer import DnsObserver, internet
 from rollover.probe import ProbeResult, TlsProbe
 from rollover.publishing import LiveChains
@@ -122,9 +124,17 @@ class Verifier:
         now: datetime,
         warn_days: int,
     ) -> list[AddressReport]:
-        owner = owner_name(host, port)
-        observation = self.observer.observe(owner)
+        observation, names, insecure_alias = self._tlsa_base(host, port)
+        reference_names = [*names, *(n for n in reference_names if n not in names)]
         state, records, lookup_error = tlsa_view(observation)
+        if insecure_alias is not None:
+            state, records, lookup_error = DnssecState.INSECURE, frozenset(), None
+        servfail = tuple(
+            e
+            for r in observation.resolvers
+            if r.state is DnssecState.BOGUS
+            for e in r.extended_errors
+        )
         if connect:
             endpoints = [parse_server(c, port) for c in connect]
         else:
@@ -143,6 +153,7 @@ class Verifier:
                         reference_names=reference_names,
                         now=now,
                         warn_days=warn_days,
+                        servfail=servfail,
                     )
                 ]
         reports = []
@@ -159,9 +170,55 @@ class Verifier:
                     reference_names=reference_names,
                     now=now,
                     warn_days=warn_days,
+                    servfail=servfail,
                 )
             )
         return reports
+
+    def _tlsa_base(self, host: str, port: int) -> tuple[Observation, list[str], str | None]:
+        """The TLSA RRset a sender uses for ``host`` (RFC 7672 section 2.2.2): when the host
+        name is a CNAME whose expansion is secure, the fully expanded name's TLSA first, the
+        original name's when the expanded one has none; an insecure expansion means no DANE.
+        Returns the observation, the reference names (expanded first) and, for an insecure
+        alias, its target."""
+        target, secure = (None, False)
+        if self.resolvers:
+            try:
+                target, secure = cname_target(host, self.resolvers, self.timeout)
+            except ObserverError:
+                target = None
+        if target is None:
+            return self.observer.observe(owner_name(host, port)), [host], None
+        if not secure:
+            return self.observer.observe(owner_name(host, port)), [host], target
+        expanded = self.observer.observe(owner_name(target, port))
+        state, records, error = tlsa_view(expanded)
+        if error is None and state is DnssecState.SECURE and records:
+            return expanded, [target, host], None
+        original = self.observer.observe(owner_name(host, port))
+        state, records, error = tlsa_view(original)
+        if error is None and state is DnssecState.SECURE and records:
+            return original, [target, host], None
+        return expanded, [target, host], None
+
+
+def cname_target(host: str, resolvers: Sequence[str], timeout: float) -> tuple[str | None, bool]:
+    """The fully expanded name when ``host`` is a CNAME (None when it is not), and whether
+    the resolver validated the expansion (AD)."""
+    name = dns.name.from_text(host)
+    response = _ask(resolvers[0], name.to_text(), "A", timeout)
+    aliases = {
+        rrset.name: rrset[0].target
+        for rrset in internet(response.answer)
+        if rrset.rdtype == dns.rdatatype.CNAME
+    }
+    if name not in aliases:
+        return None, False
+    seen = {name}
+    while name in aliases and aliases[name] not in seen:
+        name = aliases[name]
+        seen.add(name)
+    return name.to_text().lower(), bool(response.flags & dns.flags.AD)
 
 
 def live_chains(
@@ -203,3 +260,6 @@ def live_chains(
             if chain:
                 seen.append((f"{result.address} ({presented.asked})", chain))
     return LiveChains(tuple(chains), seen=tuple(seen))
+
+
+tolerate_malformed_tlsa()  # a malformed TLSA record is unusable, not unreadable

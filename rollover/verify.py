@@ -16,8 +16,8 @@ from typing import Any
 from cryptography import x509
 
 from rollover.association import Association
-from rollover.matching import Match, match_chain, spki_sha256
-from rollover.observation import DnssecState, Observation
+from rollover.matching import Match, match_chain, spki_sha256, usable_records
+from rollover.observation import DnssecState, Observation, servfail_reason
 from rollover.probe import PresentedChain, ProbeResult
 
 STATUS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
@@ -92,7 +92,10 @@ def evaluate(
     reference_names: Sequence[str],
     now: datetime,
     warn_days: int,
+    servfail: tuple[str, ...] = (),
 ) -> AddressReport:
+    """``servfail``: the Extended DNS Errors of a resolver's SERVFAIL, which say whether it
+    is a DNSSEC failure (bogus) or a lookup failure (a lame delegation, a server failure)."""
     reasons: list[str] = []
     codes: list[int] = []
 
@@ -101,15 +104,26 @@ def evaluate(
         reasons.append(reason)
 
     dnssec = None if state is None else str(state)
+    usable = usable_records(records, port)[0]
     if lookup_error is not None:
         note(3, f"TLSA lookup failed: {lookup_error}")
     elif state is DnssecState.BOGUS:
-        note(2, "TLSA RRset is bogus: DANE senders will not deliver to this host")
+        note(2, servfail_reason(servfail))
     elif state in (DnssecState.INSECURE, DnssecState.INDETERMINATE):
-        note(1, f"TLSA RRset is {state}: DANE does not protect this host")
+        note(1, f"TLSA RRset is {state}: mail is not DANE-protected (opportunistic TLS)")
     elif state is DnssecState.SECURE and not records:
-        note(2, "no TLSA records: nothing to authenticate against")
-    secure = state is DnssecState.SECURE
+        note(
+            1,
+            "no TLSA records (a secure denial, RFC 7672 section 2.2): senders use "
+            "opportunistic TLS; mail is not DANE-protected",
+        )
+    elif state is DnssecState.SECURE and not usable:
+        note(
+            1,
+            "only unusable TLSA records (RFC 7672 section 2.2): senders use TLS without "
+            "authentication; mail is not DANE-protected",
+        )
+    secure = state is DnssecState.SECURE and bool(usable)
     if probe.error is not None:
         if probe.starttls_missing:
             note(
@@ -152,10 +166,13 @@ def _chain(
 ) -> tuple[ChainReport, list[int], list[str], tuple[str, ...]]:
     codes: list[int] = []
     reasons: list[str] = []
-    try:
-        chain = [x509.load_der_x509_certificate(der) for der in presented.certificates]
-    except (ValueError, x509.InvalidVersion):
-        chain = []
+    from rollover.sources import parse_each
+
+    # Each certificate on its own: an issuer in a loose (BER) encoding is reported, and the
+    # leaf still counts (a sender matching 3 1 1 never needs the issuer).
+    chain, unparsed = parse_each(presented.certificates)
+    if unparsed and unparsed[0].startswith("certificate 1 "):
+        chain = []  # without the leaf, nothing is authenticated
     pkix_ok = None
     if port != 25 and reference_names and any(a.params.usage in (0, 1) for a in records):
         from rollover.pkix import pkix_validator
@@ -165,7 +182,9 @@ def _chain(
         records, chain, port=port, reference_names=reference_names, now=now, pkix_ok=pkix_ok
     )
     kind = presented.asked if presented.asked != "default" else "default handshake"
-    if records and not result.ok:
+    for problem in unparsed:
+        reasons.append(f"{kind}: {problem} (ignored)")
+    if usable_records(records, port)[0] and not result.ok:
         codes.append(2 if enforce else 1)
         reasons.append(f"{kind}: " + "; ".join(result.problems))
     days_left = None
