@@ -174,11 +174,43 @@ def match_chain(
                 tuple(unusable),
                 (),
             )
+        if usage == 2 and record.params.mtype == 0:
+            # A full certificate or public key in the record is an anchor the server need
+            # not send (OpenSSL adds it to the chain it builds); a digest is not.
+            anchor = _unsent_anchor(record, chain)
+            if anchor is not None:
+                extended = [*chain, anchor]
+                failure = _ta_failure(extended, len(chain), reference_names, now)
+                if failure is None:
+                    return MatchResult(
+                        Match(record, len(chain), anchor.subject.rfc4514_string()),
+                        tuple(usable),
+                        tuple(unusable),
+                        (),
+                    )
+                problems.append(f"{record.params} (not sent) is an anchor but {failure}")
     if usable and not problems:
         problems.append("no usable TLSA record matches the presented chain")
     if not usable:
         problems.append("no usable TLSA records")
     return MatchResult(None, tuple(usable), tuple(unusable), tuple(problems))
+
+
+def _unsent_anchor(
+    record: Association, chain: Sequence[x509.Certificate]
+) -> x509.Certificate | None:
+    """The trust anchor a ``2 0 0`` / ``2 1 0`` record carries, when the chain sent does not
+    hold it: the certificate itself, or for a bare public key a stand-in certificate with that
+    key named as the issuer of the chain's top (only its key and name are used)."""
+    if record.params.selector == 0:
+        try:
+            certificate = x509.load_der_x509_certificate(record.data)
+        except ValueError:
+            return None
+        return None if certificate in chain else certificate
+    from rollover.tapath import stand_in_anchor
+
+    return stand_in_anchor(record.data, chain)
 
 
 def _ta_failure(

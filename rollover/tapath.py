@@ -72,16 +72,24 @@ def ta_failure(chain: Sequence[x509.Certificate], anchor: int, now: datetime) ->
     from cryptography.x509.verification import VerificationError
 
     trust = chain[anchor]
-    if not trust.not_valid_before_utc <= now <= trust.not_valid_after_utc:
-        when = (
-            f"expired on {trust.not_valid_after_utc:%Y-%m-%d}"
-            if now > trust.not_valid_after_utc
-            else "is not valid yet"
-        )
-        return f"the trust anchor {trust.subject.rfc4514_string()} {when}"
+    at = now
+    if not _within(trust, now):
+        if _self_signed(trust):
+            when = (
+                f"expired on {trust.not_valid_after_utc:%Y-%m-%d}"
+                if now > trust.not_valid_after_utc
+                else "is not valid yet"
+            )
+            return f"the trust anchor {trust.subject.rfc4514_string()} {when}"
+        # OpenSSL checks the dates of a self-signed anchor only; cryptography checks every
+        # anchor's. The others' dates here, the rest at a moment the anchor was valid.
+        for i, certificate in enumerate(chain):
+            if i != anchor and not _within(certificate, now):
+                return _reason("not valid at validation time", [certificate], now)
+        at = max(trust.not_valid_before_utc, min(now, trust.not_valid_after_utc))
     intermediates = [c for i, c in enumerate(chain) if i not in (0, anchor)]
     try:
-        _verifier(trust, now).verify(chain[0], intermediates)
+        _verifier(trust, at).verify(chain[0], intermediates)
     except VerificationError as exc:
         text = str(exc)
         if "Forbidden public key algorithm" in text or "Forbidden signature algorithm" in text:
@@ -132,3 +140,46 @@ def _reason(text: str, chain: Sequence[x509.Certificate], now: datetime) -> str:
     text = text.removeprefix("validation failed: ")
     cut = text.find(" (encountered processing")
     return "path validation failed: " + (text[:cut] if cut >= 0 else text)
+
+
+def _within(certificate: x509.Certificate, now: datetime) -> bool:
+    return certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc
+
+
+def _self_signed(certificate: x509.Certificate) -> bool:
+    from rollover.chain import issued_by
+
+    return issued_by(certificate, certificate)
+
+
+def stand_in_anchor(spki: bytes, chain: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    """For a ``2 1 0`` record (a bare public key): a certificate carrying that key, named as
+    the issuer of the highest certificate in ``chain`` that the key signed, valid for ever,
+    so the path can be validated up to it. None when the key signed none of them."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from rollover.chain import issued_by
+
+    try:
+        key = serialization.load_der_public_key(spki)
+    except (ValueError, TypeError):
+        return None
+    throwaway = ec.generate_private_key(ec.SECP256R1())
+    for certificate in reversed(chain):
+        candidate = (
+            x509.CertificateBuilder()
+            .subject_name(certificate.issuer)
+            .issuer_name(certificate.issuer)
+            .public_key(key)  # type: ignore[arg-type]
+            .serial_number(1)
+            .not_valid_before(dt.datetime(1970, 1, 2, tzinfo=dt.UTC))
+            .not_valid_after(dt.datetime(9999, 12, 31, tzinfo=dt.UTC))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(throwaway, hashes.SHA256())
+        )
+        if issued_by(certificate, candidate):
+            return candidate
+    return None

@@ -125,7 +125,17 @@ class Verifier:
         warn_days: int,
     ) -> list[AddressReport]:
         observation, names, insecure_alias = self._tlsa_base(host, port)
-        reference_names = [*names, *(n for n in reference_names if n not in names)]
+        # The TLSA base domain is the name the leaf must carry (DANE-TA); an alias's own name
+        # counts only where its records were used (Postfix does the same).
+        alias = host.rstrip(".").lower()
+        reference_names = [
+            *names,
+            *(
+                n
+                for n in reference_names
+                if n not in names and (names == [host] or n.rstrip(".").lower() != alias)
+            ),
+        ]
         state, records, lookup_error = tlsa_view(observation)
         if insecure_alias is not None:
             state, records, lookup_error = DnssecState.INSECURE, frozenset(), None
@@ -189,17 +199,32 @@ class Verifier:
                 target = None
         if target is None:
             return self.observer.observe(owner_name(host, port)), [host], None
+        original = self.observer.observe(owner_name(host, port))
         if not secure:
-            return self.observer.observe(owner_name(host, port)), [host], target
+            # The expansion is not secure. If the alias itself is (its CNAME validated), the
+            # original name's TLSA RRset alone applies, as in Postfix; else no DANE at all.
+            if alias_secure(host, self.resolvers, self.timeout):
+                return original, [host], None
+            return original, [host], target
         expanded = self.observer.observe(owner_name(target, port))
         state, records, error = tlsa_view(expanded)
         if error is None and state is DnssecState.SECURE and records:
-            return expanded, [target, host], None
-        original = self.observer.observe(owner_name(host, port))
+            return expanded, [target], None
         state, records, error = tlsa_view(original)
         if error is None and state is DnssecState.SECURE and records:
-            return original, [target, host], None
-        return expanded, [target, host], None
+            return original, [host], None
+        return expanded, [target], None
+
+
+def alias_secure(host: str, resolvers: Sequence[str], timeout: float) -> bool:
+    """Whether the resolver validates ``host``'s own CNAME record (AD on the CNAME query)."""
+    try:
+        response = _ask(resolvers[0], host, "CNAME", timeout)
+    except ObserverError:
+        return False
+    return bool(response.flags & dns.flags.AD) and any(
+        rrset.rdtype == dns.rdatatype.CNAME for rrset in internet(response.answer)
+    )
 
 
 def cname_target(host: str, resolvers: Sequence[str], timeout: float) -> tuple[str | None, bool]:

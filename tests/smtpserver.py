@@ -7,6 +7,7 @@ Postfix does), can withhold STARTTLS, and can swap its chains at run time, like 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import ssl
 import threading
@@ -139,10 +140,22 @@ def main() -> None:
     parser.add_argument("--pair", nargs=2, action="append", metavar=("CHAIN", "KEY"), required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--hostname", default="mx1.example.test")
+    parser.add_argument("--address", default="127.0.0.1", help="loopback address to listen on")
+    parser.add_argument(
+        "--no-starttls", action="store_true", help="answer EHLO without offering STARTTLS"
+    )
     parser.add_argument("--ready-file", required=True)
     args = parser.parse_args()
+    if not ipaddress.ip_address(args.address).is_loopback:
+        parser.error("--address must be a loopback address")
     pairs = [(Path(c), Path(k)) for c, k in args.pair]
-    server = SmtpServer(pairs, hostname=args.hostname, port=args.port).start()
+    server = SmtpServer(
+        pairs,
+        offer_starttls=not args.no_starttls,
+        hostname=args.hostname,
+        address=args.address,
+        port=args.port,
+    ).start()
 
     def reload(_signum: int, _frame: object) -> None:
         try:
