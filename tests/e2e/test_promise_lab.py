@@ -267,6 +267,24 @@ def test_a_new_record_deleted_and_put_back_while_ageing_restarts_the_wait(
     assert served(lab, env.owner) == {new}
 
 
+def test_a_foreign_malformed_record_neither_stalls_nor_is_fixed(env: ServiceEnv, lab: Lab) -> None:
+    """Issue 14 class 1 in the engine: a hand-made 31-byte 3 1 1 at the owner name (which
+    dnspython 2.9 refused to parse) is read, ignored as unusable, and left where it is."""
+    from rollover.dnsparse import tolerate_malformed_tlsa
+
+    tolerate_malformed_tlsa()
+    short = "3 1 1 " + "ab" * 31
+    lab.update("example.test.", add=((env.owner, env.ttl, "TLSA", short),))
+    with strict(env, lab) as sender:
+        settle(sender)
+        roll(env)
+    assert_clean(sender, 10)
+    assert served(lab, env.owner) == {str(rec("3 1 1", env.next_leaf)), short}
+    verdict = verify_now(env, lab)
+    assert verdict["status"] == "OK", verdict
+    assert any("ab" * 31 in u for r in verdict["results"] for u in r["unusable_records"])
+
+
 def test_abort_racing_an_advance_never_empties_the_rrset(env: ServiceEnv, lab: Lab) -> None:
     """Shape 5: abort fired at the ageing deadline, beside the advance that deploys."""
     old, new = str(rec("3 1 1", env.pki.leaf)), str(rec("3 1 1", env.next_leaf))
