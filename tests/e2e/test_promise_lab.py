@@ -260,7 +260,7 @@ def test_a_new_record_deleted_and_put_back_while_ageing_restarts_the_wait(
     back = [
         h["detail"]
         for h in history
-        if h["event"] == "transition" and "published again" in h["detail"]["message"]
+        if h["event"] == "transition" and "until it ages again" in h["detail"]["message"]
     ]
     assert back, history
     assert back[0]["from"] == "deploying"
