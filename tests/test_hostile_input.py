@@ -294,8 +294,11 @@ def test_a_presented_certificate_this_library_cannot_parse_names_the_server() ->
 
     good = der(PKI.leaf)
     assert load_presented_chain("192.0.2.1:25", [good])[0].public_bytes(Encoding.DER) == good
-    with pytest.raises(RolloverError, match=r"192\.0\.2\.1:25: presented certificate 2: corrupt"):
-        load_presented_chain("192.0.2.1:25", [good, _bad_version(good)])
+    with pytest.raises(RolloverError, match=r"192\.0\.2\.1:25: presented certificate 1: corrupt"):
+        load_presented_chain("192.0.2.1:25", [_bad_version(good), good])
+    # An issuer that does not parse is left out (issue 14 class 6): the leaf still counts.
+    chain = load_presented_chain("192.0.2.1:25", [good, _bad_version(good)])
+    assert [c.public_bytes(Encoding.DER) for c in chain] == [good]
 
 
 @pytest.mark.parametrize("text", ["3 1 \u00b2", "\u0663 1 1", "3 1 1\u00b2"])
