@@ -55,7 +55,7 @@ def _verifier(anchor: x509.Certificate, now: datetime) -> Any:
     return (
         PolicyBuilder()
         .store(Store([anchor]))
-        .time(now.replace(tzinfo=None) if now.tzinfo is None else now)
+        .time(now)
         .extension_policies(ca_policy=ca, ee_policy=ee)
         .build_client_verifier()  # the name is checked by the caller (CN fallback)
     )

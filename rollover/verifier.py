@@ -124,20 +124,16 @@ class Verifier:
         now: datetime,
         warn_days: int,
     ) -> list[AddressReport]:
-        observation, names, insecure_alias = self._tlsa_base(host, port)
+        observation, base, insecure_alias = self._tlsa_base(host, port)
         # The TLSA base domain is the name the leaf must carry (DANE-TA); an alias's own name
         # counts only where its records were used (Postfix does the same).
-        alias = host.rstrip(".").lower()
+        others = {base, host.rstrip(".").lower()}
         reference_names = [
-            *names,
-            *(
-                n
-                for n in reference_names
-                if n not in names and (names == [host] or n.rstrip(".").lower() != alias)
-            ),
+            base,
+            *(n for n in reference_names if n.rstrip(".").lower() not in others),
         ]
         state, records, lookup_error = tlsa_view(observation)
-        if insecure_alias is not None:
+        if insecure_alias:
             state, records, lookup_error = DnssecState.INSECURE, frozenset(), None
         servfail = tuple(
             e
@@ -185,35 +181,34 @@ class Verifier:
             )
         return reports
 
-    def _tlsa_base(self, host: str, port: int) -> tuple[Observation, list[str], str | None]:
+    def _tlsa_base(self, host: str, port: int) -> tuple[Observation, str, bool]:
         """The TLSA RRset a sender uses for ``host`` (RFC 7672 section 2.2.2): when the host
         name is a CNAME whose expansion is secure, the fully expanded name's TLSA first, the
-        original name's when the expanded one has none; an insecure expansion means no DANE.
-        Returns the observation, the reference names (expanded first) and, for an insecure
-        alias, its target."""
+        original name's when the expanded one has none; when the expansion is not secure but
+        the alias itself is, the original name's alone (as in Postfix); else no DANE at all.
+        Returns the observation, its base name, and whether the host is an insecure alias."""
         target, secure = (None, False)
         if self.resolvers:
             try:
                 target, secure = cname_target(host, self.resolvers, self.timeout)
             except ObserverError:
                 target = None
-        if target is None:
-            return self.observer.observe(owner_name(host, port)), [host], None
-        original = self.observer.observe(owner_name(host, port))
-        if not secure:
-            # The expansion is not secure. If the alias itself is (its CNAME validated), the
-            # original name's TLSA RRset alone applies, as in Postfix; else no DANE at all.
-            if alias_secure(host, self.resolvers, self.timeout):
-                return original, [host], None
-            return original, [host], target
+        name = host.rstrip(".").lower()
+        if target is None or not secure:
+            insecure = target is not None and not alias_secure(host, self.resolvers, self.timeout)
+            return self.observer.observe(owner_name(host, port)), name, insecure
         expanded = self.observer.observe(owner_name(target, port))
-        state, records, error = tlsa_view(expanded)
-        if error is None and state is DnssecState.SECURE and records:
-            return expanded, [target], None
-        state, records, error = tlsa_view(original)
-        if error is None and state is DnssecState.SECURE and records:
-            return original, [host], None
-        return expanded, [target], None
+        if _has_secure_records(expanded):
+            return expanded, target, False
+        original = self.observer.observe(owner_name(host, port))
+        if _has_secure_records(original):
+            return original, name, False
+        return expanded, target, False
+
+
+def _has_secure_records(observation: Observation) -> bool:
+    state, records, error = tlsa_view(observation)
+    return error is None and state is DnssecState.SECURE and bool(records)
 
 
 def alias_secure(host: str, resolvers: Sequence[str], timeout: float) -> bool:

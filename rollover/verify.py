@@ -184,7 +184,7 @@ def _chain(
     kind = presented.asked if presented.asked != "default" else "default handshake"
     for problem in unparsed:
         reasons.append(f"{kind}: {problem} (ignored)")
-    if usable_records(records, port)[0] and not result.ok:
+    if result.usable and not result.ok:
         codes.append(2 if enforce else 1)
         reasons.append(f"{kind}: " + "; ".join(result.problems))
     days_left = None

@@ -8,6 +8,8 @@ between leaves a claim on a record that does not exist (harmless), never an uncl
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,15 @@ class OwnershipStore:
         if not isinstance(raw, dict) or not isinstance(raw.get("owners"), dict):
             raise RolloverError(f"{self.path}: not an ownership record")
         return raw
+
+    @contextmanager
+    def _editing(self) -> Iterator[dict[str, Any]]:
+        """The record under its lock, written back (atomically) when the block ends."""
+        ensure_dir(self.directory)
+        with locked(self.directory / ".ownership.lock"):
+            data = self._load()
+            yield data
+            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
     def owned(self, owner: str) -> frozenset[Association]:
         entries = self._load()["owners"].get(owner.lower(), {})
@@ -65,13 +76,10 @@ class OwnershipStore:
         wanted = {t for t in ttls if t}
         if not wanted:
             return
-        ensure_dir(self.directory)
-        with locked(self.directory / ".ownership.lock"):
-            data = self._load()
+        with self._editing() as data:
             entries = data.setdefault("replaced", {}).setdefault(owner.lower(), {})
             for ttl in wanted:
                 entries[str(ttl)] = {"at": _stamp(now), "boot_id": boot[0], "boottime": boot[1]}
-            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
     def last_rrset(self, owner: str) -> tuple[frozenset[Association], int | None] | None:
         """The RRset at ``owner`` as the tool last saw or wrote it, and its TTL (None: never)."""
@@ -111,14 +119,10 @@ class OwnershipStore:
         its non-jumping clock at that moment, so a stepped wall clock cannot age it."""
         if not associations:
             return
-        ensure_dir(self.directory)
-        with locked(self.directory / ".ownership.lock"):
-            data = self._load()
+        with self._editing() as data:
             entries = data["owners"].setdefault(owner.lower(), {})
             for association in associations:
-                entry = entries.setdefault(str(association), {"service": ""})
-                entry.update(published_at=_stamp(now), boot_id=boot[0], boottime=boot[1])
-            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+                _published(entries.setdefault(str(association), {"service": ""}), now, boot)
 
     def seen(
         self,
@@ -145,9 +149,7 @@ class OwnershipStore:
         shown: dict[str, Any] = {"records": sorted(map(str, present)), "ttl": ttl}
         if not lost and not back and loaded.get("rrsets", {}).get(owner.lower()) == shown:
             return
-        ensure_dir(self.directory)
-        with locked(self.directory / ".ownership.lock"):
-            data = self._load()
+        with self._editing() as data:
             entries = data["owners"].get(owner.lower(), {})
             stamp = _stamp(now)
             for text in lost:
@@ -159,7 +161,6 @@ class OwnershipStore:
                         published_at=stamp, vanished=None, boot_id=boot[0], boottime=boot[1]
                     )
             data.setdefault("rrsets", {})[owner.lower()] = shown
-            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
     def version(self, owner: str) -> str | None:
         """The provider's zone version up to which the tool followed ``owner``'s history."""
@@ -169,11 +170,8 @@ class OwnershipStore:
     def set_version(self, owner: str, version: str) -> None:
         if self.version(owner) == version:
             return
-        ensure_dir(self.directory)
-        with locked(self.directory / ".ownership.lock"):
-            data = self._load()
+        with self._editing() as data:
             data.setdefault("versions", {})[owner.lower()] = version
-            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
     def restart(
         self,
@@ -183,15 +181,12 @@ class OwnershipStore:
         boot: tuple[str | None, float | None] = (None, None),
     ) -> None:
         """Their publication was broken (or cannot be known whole): it counts from ``now``."""
-        ensure_dir(self.directory)
-        with locked(self.directory / ".ownership.lock"):
-            data = self._load()
+        with self._editing() as data:
             entries = data["owners"].get(owner.lower(), {})
             for association in associations:
                 entry = entries.get(str(association))
                 if entry is not None and entry.get("published_at"):
-                    entry.update(published_at=_stamp(now), boot_id=boot[0], boottime=boot[1])
-            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+                    _published(entry, now, boot)
 
     def release(self, owner: str, associations: frozenset[Association]) -> None:
         self._update(owner, remove=associations)
@@ -207,9 +202,7 @@ class OwnershipStore:
     ) -> None:
         if not add and not remove:
             return
-        ensure_dir(self.directory)
-        with locked(self.directory / ".ownership.lock"):
-            data = self._load()
+        with self._editing() as data:
             entries = data["owners"].setdefault(owner.lower(), {})
             for association in add:
                 entries.setdefault(
@@ -223,7 +216,11 @@ class OwnershipStore:
                 entries.pop(str(association), None)
             if not entries:
                 del data["owners"][owner.lower()]
-            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _published(entry: dict[str, Any], now: datetime, boot: tuple[str | None, float | None]) -> None:
+    """Confirmed published at ``now``, on this boot and its non-jumping clock."""
+    entry.update(published_at=_stamp(now), boot_id=boot[0], boottime=boot[1])
 
 
 def _stamp(moment: datetime) -> str:

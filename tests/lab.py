@@ -457,10 +457,29 @@ class Lab:
         )
 
     def _write_unbound(self, name: str, port: int, control_port: int, cache_max: int) -> None:
-        d = self.directory
+        config = self.unbound_config(
+            self.directory, name, PRIMARY, port, cache_max=cache_max, control_port=control_port
+        )
+        (self.directory / f"{name}.conf").write_text(config)
+
+    def unbound_config(
+        self,
+        directory: Path,
+        name: str,
+        address: str,
+        port: int,
+        *,
+        cache_max: int,
+        control_port: int | None = None,
+        root_stub: bool = False,
+    ) -> str:
+        """A validating unbound over the lab's zones (stub zones at the primary, the lab's
+        trust anchor), listening on ``address@port``. ``root_stub`` sends every other name to
+        the primary too (which refuses it), so nothing ever leaves loopback."""
+        d = directory
         lines = [
             "server:",
-            f"  interface: {PRIMARY}@{port}",
+            f"  interface: {address}@{port}",
             f"  port: {port}",
             '  username: ""',
             '  chroot: ""',
@@ -489,14 +508,20 @@ class Lab:
             '  local-zone: "lab." nodefault',
             f'  trust-anchor: "test. DS {self.ds["test."]}"',
             "remote-control:",
-            "  control-enable: yes",
-            "  control-use-cert: no",
-            f"  control-interface: {PRIMARY}",
-            f"  control-port: {control_port}",
         ]
-        for zone in ALL_ZONES:
+        if control_port is None:
+            lines.append("  control-enable: no")
+        else:
+            lines += [
+                "  control-enable: yes",
+                "  control-use-cert: no",
+                f"  control-interface: {PRIMARY}",
+                f"  control-port: {control_port}",
+            ]
+        zones = (".", *ALL_ZONES) if root_stub else ALL_ZONES
+        for zone in zones:
             lines += ["stub-zone:", f'  name: "{zone}"', f"  stub-addr: {PRIMARY}@{self.port}"]
-        (d / f"{name}.conf").write_text("\n".join(lines) + "\n")
+        return "\n".join(lines) + "\n"
 
     # -- helpers for tests -------------------------------------------------------------------
     def rndc(self, role: str, *args: str) -> str:

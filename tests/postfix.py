@@ -37,7 +37,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +58,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.lab import ALL_ZONES, PRIMARY, TSIG_NAME, Lab
+from tests.conftest import run_rollover
+from tests.lab import PRIMARY, TSIG_NAME, Lab
 from tests.smtpserver import SmtpServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -538,46 +538,13 @@ class PostfixResolver:
         else:
             raise HarnessError("no loopback address 127.0.0.153-199 has port 53 free")
         d = self.directory
-        lines = [
-            "server:",
-            f"  interface: {self.address}@53",
-            "  port: 53",
-            '  username: ""',
-            '  chroot: ""',
-            f'  directory: "{d}"',
-            f'  pidfile: "{d}/unbound.own.pid"',
-            "  use-syslog: no",
-            f'  logfile: "{d}/unbound.log"',
-            "  verbosity: 1",
-            "  val-log-level: 2",
-            "  do-ip6: no",
-            "  do-not-query-localhost: no",
-            "  access-control: 127.0.0.0/8 allow",
-            '  module-config: "validator iterator"',
-            "  qname-minimisation: no",
-            "  aggressive-nsec: no",
-            "  prefetch: no",
-            "  serve-expired: no",
-            "  cache-min-ttl: 0",
-            "  cache-max-ttl: 5",
-            "  cache-max-negative-ttl: 5",
-            "  val-bogus-ttl: 1",
-            "  infra-host-ttl: 2",
-            '  local-zone: "test." nodefault',
-            '  local-zone: "lab." nodefault',
-            f'  trust-anchor: "test. DS {self.lab.ds["test."]}"',
-            "remote-control:",
-            "  control-enable: no",
-            # Everything else (Postfix's DNSSEC probe, stray names) to the lab primary too, which
-            # refuses it: no query ever leaves loopback.
-            "stub-zone:",
-            '  name: "."',
-            f"  stub-addr: {PRIMARY}@{self.lab.port}",
-        ]
-        for zone in ALL_ZONES:
-            lines += ["stub-zone:", f'  name: "{zone}"', f"  stub-addr: {PRIMARY}@{self.lab.port}"]
+        # Everything else (Postfix's DNSSEC probe, stray names) to the lab primary too, which
+        # refuses it: no query ever leaves loopback.
+        config = self.lab.unbound_config(
+            d, "unbound", self.address, 53, cache_max=5, root_stub=True
+        )
         conf = d / "unbound.conf"
-        conf.write_text("\n".join(lines) + "\n")
+        conf.write_text(config)
         unbound = shutil.which("unbound") or "/usr/sbin/unbound"
         with open(d / "unbound.out", "ab") as log:
             self.process = subprocess.Popen(
@@ -707,31 +674,19 @@ class Finger:
 
 def run_verify(lab: Lab, destination: str, address: str) -> tuple[int, dict[str, Any] | None, str]:
     """``rollover verify --host <destination> --connect <address>:25 --json`` against the lab."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLOVER_")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rollover",
-            "verify",
-            "--host",
-            destination,
-            "--connect",
-            f"{address}:25",
-            "--resolver",
-            lab.resolver,
-            "--authoritative",
-            lab.primary,
-            "--timeout",
-            "5",
-            "--json",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_rollover(
+        "verify",
+        "--host",
+        destination,
+        "--connect",
+        f"{address}:25",
+        "--resolver",
+        lab.resolver,
+        "--authoritative",
+        lab.primary,
+        "--timeout",
+        "5",
+        "--json",
     )
     try:
         doc = json.loads(result.stdout)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import yaml
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from rollover.sources import spki_der
@@ -16,6 +17,17 @@ from tests.e2e.test_rollover_lab import wait_sender_ready
 from tests.lab import Lab
 from tests.rollover_env import ServiceEnv
 from tests.test_matching import rec
+
+
+def _renewed(env: ServiceEnv, key_path: Path) -> x509.Certificate:
+    """The certificate a renewal issues for the next key (in ``key_path``)."""
+    next_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    return make_cert(
+        env.host,
+        next_key,
+        (env.pki.intermediate, env.pki.intermediate_key),  # type: ignore[arg-type]
+        dns_names=(env.host,),
+    )
 
 
 def test_renewal_onto_the_next_key_deploys_at_once(lab: Lab, tmp_path: Path) -> None:
@@ -31,13 +43,7 @@ def test_renewal_onto_the_next_key_deploys_at_once(lab: Lab, tmp_path: Path) -> 
         key_path = env.directory / "state" / "next" / f"{env.name}.key"
         assert oct(key_path.stat().st_mode & 0o777) == "0o600"
         assert csr.read_bytes().startswith(b"-----BEGIN CERTIFICATE REQUEST-----")
-        next_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        renewed = make_cert(
-            env.host,
-            next_key,
-            (env.pki.intermediate, env.pki.intermediate_key),  # type: ignore[arg-type]
-            dns_names=(env.host,),
-        )
+        renewed = _renewed(env, key_path)
         assert str(rec("3 1 1", renewed)) in made.stdout  # the next key's association published
         # Idempotent: running it again publishes nothing new.
         again = env.rollover("next", env.name)
@@ -90,13 +96,7 @@ def _publish_next(env: ServiceEnv, tmp_path: Path) -> tuple[Path, Path]:
     made = env.rollover("next", env.name)
     assert made.returncode == 0, made.stderr
     key_path = env.directory / "state" / "next" / f"{env.name}.key"
-    next_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    renewed = make_cert(
-        env.host,
-        next_key,
-        (env.pki.intermediate, env.pki.intermediate_key),  # type: ignore[arg-type]
-        dns_names=(env.host,),
-    )
+    renewed = _renewed(env, key_path)
     chain = tmp_path / "renewed.pem"
     chain.write_bytes(pem(renewed, env.pki.intermediate))
     return chain, key_path
