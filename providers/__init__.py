@@ -3,7 +3,7 @@
 Adapters are chosen by ``type`` in the configuration. The built-in ones are imported only when
 used; third-party adapters register a module through the ``rollover.providers`` entry point group.
 An adapter module offers ``parse_settings(section, warnings)`` (validation, no I/O beyond checking
-secret files) and ``create(name, settings)`` returning a :class:`providers.base.Provider`.
+secret files) and ``create(name, settings)`` returning a :class:`rollover.ports.Provider`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import importlib
 from types import ModuleType
 from typing import Any
 
+from rollover.errors import ConfigError
+from rollover.ports import Provider
+
 BUILTIN = {
-    "rfc2136": "providers.rfc2136",
-    "zonefile": "providers.zonefile",
-    "route53": "providers.route53",
+    "rfc2136": "rollover.providers.rfc2136",
+    "zonefile": "rollover.providers.zonefile",
+    "route53": "rollover.providers.route53",
 }
 
 
@@ -42,8 +45,16 @@ def settings_parser(kind: str) -> Any:
     return None if module is None else module.parse_settings
 
 
-def create_provider(name: str, kind: str, settings: Any) -> Any:
+def create_provider(name: str, kind: str, settings: Any) -> Provider:
+    """The adapter for ``providers.<name>``; ConfigError when no module provides ``kind`` or
+    what it creates is not a provider (validated at load time too; kept for direct callers)."""
     module = adapter_module(kind)
-    if module is None:  # validated at load time; kept for direct callers
-        raise KeyError(kind)
-    return module.create(name, settings)
+    if module is None:
+        raise ConfigError(f"providers.{name}.type: no provider adapter of type {kind!r}")
+    provider = module.create(name, settings)
+    if not isinstance(provider, Provider):
+        raise ConfigError(
+            f"providers.{name}.type: the {kind!r} adapter did not create a provider "
+            "(read, apply, wait, zone_for)"
+        )
+    return provider

@@ -26,14 +26,14 @@ import dns.serial
 import dns.tsig
 import dns.update
 
-from providers.base import Receipt, ZoneHistory
-from providers.tsig import ALGORITHMS, TsigKey, read_key_file, read_secret_file
-from rollover.addresses import format_server, parse_server
-from rollover.association import Association, associations_from_rdata
 from rollover.config import Section, check_secret_file
-from rollover.dnsparse import tolerate_malformed_tlsa
+from rollover.core.addresses import format_server, parse_server
+from rollover.core.association import Association, associations_from_rdata
+from rollover.core.dnsparse import tolerate_malformed_tlsa
+from rollover.core.plan import Change, TlsaRRset
 from rollover.errors import ConfigError, ConflictError, InputError, ProviderError
-from rollover.plan import Change, TlsaRRset
+from rollover.ports import Receipt, ZoneHistory
+from rollover.providers.tsig import ALGORITHMS, TsigKey, read_key_file, read_secret_file
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from providers.base import Receipt
-from rollover.association import Association, parse_association
 from rollover.config import Section
+from rollover.core.association import Association, parse_association
+from rollover.core.plan import Change, TlsaRRset
 from rollover.errors import ConfigError, ConflictError, InputError, ProviderError
-from rollover.plan import Change, TlsaRRset
+from rollover.ports import Receipt
 
 MAX_RECORDS = 1000
 MAX_VALUE_CHARS = 32000

@@ -24,12 +24,12 @@ from pathlib import Path
 import dns.exception
 import dns.name
 
-from providers.base import Receipt
-from providers.zonetext import read_rrset, replace_rrset
 from rollover.config import Section
-from rollover.dnsparse import tolerate_malformed_tlsa
+from rollover.core.dnsparse import tolerate_malformed_tlsa
+from rollover.core.plan import Change, TlsaRRset
 from rollover.errors import ConfigError, ConflictError, ProviderError
-from rollover.plan import Change, TlsaRRset
+from rollover.ports import Receipt
+from rollover.providers.zonetext import read_rrset, replace_rrset
 
 
 @dataclass(frozen=True)

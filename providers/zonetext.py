@@ -18,10 +18,10 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from rollover.association import associations_from_rdata
-from rollover.dnsparse import tolerate_malformed_tlsa
+from rollover.core.association import associations_from_rdata
+from rollover.core.dnsparse import tolerate_malformed_tlsa
+from rollover.core.plan import TlsaRRset
 from rollover.errors import ProviderError
-from rollover.plan import TlsaRRset
 
 _TTL = re.compile(r"^\d+([smhdw](\d+[smhdw])*)?$", re.IGNORECASE)
 _CLASS = re.compile(r"^(IN|CH|HS|ANY|CLASS\d+)$", re.IGNORECASE)

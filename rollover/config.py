@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rollover.association import normalize_host, owner_name
+from rollover.core.association import normalize_host, owner_name
+from rollover.core.params import TlsaParams, parse_params
 from rollover.errors import ConfigError, InputError
-from rollover.params import TlsaParams, parse_params
 
 DEFAULT_CONFIG = "/etc/rollover/rollover.yaml"
 DEFAULT_STATE_DIR = "/var/lib/rollover"
@@ -340,7 +340,7 @@ def parse_config(
 
 
 def _check_servers(section: Section, name: str, servers: tuple[str, ...]) -> None:
-    from rollover.addresses import parse_server
+    from rollover.core.addresses import parse_server
 
     for i, server in enumerate(servers):
         try:

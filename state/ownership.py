@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rollover.association import Association, parse_association
+from rollover.core.association import Association, parse_association
 from rollover.errors import RolloverError
-from state.files import ensure_dir, locked, write_atomic
+from rollover.state.files import ensure_dir, locked, write_atomic
 
 
 class OwnershipStore:

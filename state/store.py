@@ -18,10 +18,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from rollover.association import parse_association
+from rollover.core.association import parse_association
+from rollover.core.phases import FINAL, Phase, Rollover
 from rollover.errors import ConflictError, RolloverError
-from rollover.phases import FINAL, Phase, Rollover
-from state.files import ensure_dir
+from rollover.state.files import ensure_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rollovers (

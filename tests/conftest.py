@@ -56,6 +56,24 @@ def lab():  # type: ignore[no-untyped-def]
     running.stop()
 
 
+# Fixtures that start real servers: a test using one must carry the ``lab`` marker, so that
+# ``-m "not lab"`` (the fast suite) never starts BIND, unbound, Postfix or moto.
+SERVER_FIXTURES = {"lab", "env", "moto_endpoint", "aws_env"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = [
+        item.nodeid
+        for item in items
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("lab") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests start real servers but are not marked lab: " + ", ".join(unmarked)
+        )
+
+
 # Reproducible property tests: the same examples on every run (and in CI).
 from hypothesis import settings as _hypothesis_settings  # noqa: E402
 

@@ -29,7 +29,7 @@ harder to survive:
 - **A check loop** every ``interval``: for every cache holding an answer, for every endpoint, a
   STARTTLS handshake for each key algorithm the probe can ask for ("default", "ecdsa", "rsa"), and
   each chain presented authenticated against that cache's RRset by :func:`authenticate`, OpenSSL's
-  DANE semantics written out here (see its docstring), not :mod:`rollover.matching`.
+  DANE semantics written out here (see its docstring), not :mod:`rollover.core.matching`.
 - **Every failure cross-checked** with the real ``openssl s_client`` (:func:`openssl_dane_verify`)
   right after the failed handshake; its verdict goes into the failure text, and the sender counts
   how often OpenSSL confirmed or contradicted it.
@@ -68,7 +68,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rollover.probe import KEY_ALGORITHMS, TlsProbe
+from rollover.edges.probe import KEY_ALGORITHMS, TlsProbe
 
 AUTHENTICATED = "authenticated"
 FAILED = "failed"

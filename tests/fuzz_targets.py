@@ -17,13 +17,13 @@ from datetime import date
 import atheris
 
 with atheris.instrument_imports(include=["rollover", "providers"]):
-    import providers
-    from providers.zonetext import read_rrset, replace_rrset
+    from rollover import providers
     from rollover.config import config_from_text
+    from rollover.core.material import parse_material
+    from rollover.core.params import parse_params
+    from rollover.core.plan import TlsaRRset
     from rollover.errors import RolloverError
-    from rollover.params import parse_params
-    from rollover.plan import TlsaRRset
-    from rollover.sources import parse_material
+    from rollover.providers.zonetext import read_rrset, replace_rrset
     from tests.replaydns import ReplayObserver, split_frames
 
 ZONE = "example.test."

@@ -14,8 +14,8 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
+from rollover.edges.observer import DnsObserver
 from rollover.errors import ObserverError
-from rollover.observer import DnsObserver
 
 
 def split_frames(data: bytes) -> list[bytes]:

@@ -22,9 +22,9 @@ import dns.rdatatype
 import yaml
 from cryptography import x509
 
-from rollover.association import Association, associations_from_rdata
-from rollover.matching import match_chain
-from rollover.probe import TlsProbe
+from rollover.core.association import Association, associations_from_rdata
+from rollover.core.matching import match_chain
+from rollover.edges.probe import TlsProbe
 from tests.certs import key_pem, make_cert, make_key, make_pki, pem
 from tests.lab import TSIG_NAME, Lab
 
@@ -217,12 +217,19 @@ class ServiceEnv:
         return self.config
 
     def rollover(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+        crash_at: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """The CLI in a fresh process; ``crash_at`` runs it through the crash campaign's entry
+        point (tests/crashing_cli.py), which dies at that checkpoint."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLOVER_")}
         full_env.update(env or {})
+        entry = ["rollover"] if crash_at is None else ["tests.crashing_cli", crash_at]
         result = subprocess.run(
-            [sys.executable, "-m", "rollover", *args, "--config", str(self.config)],
+            [sys.executable, "-m", *entry, *args, "--config", str(self.config)],
             capture_output=True,
             text=True,
             env=full_env,
@@ -234,7 +241,7 @@ class ServiceEnv:
         return result
 
     def start_rollover(
-        self, *extra: str, env: dict[str, str] | None = None
+        self, *extra: str, env: dict[str, str] | None = None, crash_at: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """``rollover start`` to the staged chain and key."""
         return self.rollover(
@@ -246,6 +253,7 @@ class ServiceEnv:
             str(self.staged_key),
             *extra,
             env=env,
+            crash_at=crash_at,
         )
 
     def leaks(self, *secrets: str) -> list[str]:

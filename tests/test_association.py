@@ -4,9 +4,9 @@ import hashlib
 
 import pytest
 
-from rollover.association import Association, association_data, owner_name, parse_association
+from rollover.core.association import Association, association_data, owner_name, parse_association
+from rollover.core.params import TlsaParams
 from rollover.errors import InputError
-from rollover.params import TlsaParams
 
 
 @pytest.mark.parametrize(

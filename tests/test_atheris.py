@@ -17,10 +17,13 @@ from tests.rollover_env import REPO
 RUNS = {"material": 100_000, "params": 300_000, "zone": 10_000, "config": 30_000, "dns": 30_000}
 SEED = 20261128
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("atheris") is None,
-    reason="atheris has no wheel for this Python or machine",
-)
+pytestmark = [
+    pytest.mark.lab,  # a fuzz campaign: the whole suite, not the fast one
+    pytest.mark.skipif(
+        importlib.util.find_spec("atheris") is None,
+        reason="atheris has no wheel for this Python or machine",
+    ),
+]
 
 
 def write_seeds(target: str, directory: Path) -> None:

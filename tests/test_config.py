@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import providers
+from rollover import providers
 from rollover.config import load_config, parse_config
 from rollover.errors import ConfigError
 from tests.conftest import run_rollover
@@ -109,7 +109,11 @@ _DELETE = object()
         ("providers.lab.tsig.algorithm", "hmac-md5", "providers.lab.tsig.algorithm"),
         ("providers.lab.tsig.secret_file", "/nonexistent/secret", "no such file"),
         ("providers.lab.tsig.extra", 1, "providers.lab.tsig.extra: unknown key"),
-        ("providers.zonefile.path", _DELETE, "providers.zonefile.path: is required"),
+        (
+            "providers.zonefile.path",
+            _DELETE,
+            "providers.zonefile.path: is required",
+        ),
         ("resolvers", "127.0.0.1", "resolvers: expected a list"),
         ("safety_factor", 0.5, "safety_factor: 0.5 is below 1"),
         ("surprise", True, "surprise: unknown key"),
@@ -249,7 +253,7 @@ def test_commands_run_without_a_shell_unless_asked(
 
 
 def test_tlsa_owner_names_the_shared_rrset(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import providers
+    from rollover import providers
     from rollover.config import load_config
     from rollover.errors import ConfigError
 

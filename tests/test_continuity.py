@@ -11,11 +11,11 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
-from providers.base import ZoneHistory
-from providers.rfc2136 import ixfr_steps
-from rollover.association import Association, parse_association
-from rollover.continuity import follow, interrupted
-from state.ownership import OwnershipStore
+from rollover.core.association import Association, parse_association
+from rollover.engine.continuity import follow, interrupted
+from rollover.ports import ZoneHistory
+from rollover.providers.rfc2136 import ixfr_steps
+from rollover.state.ownership import OwnershipStore
 
 A = parse_association("3 1 1 " + "aa" * 32)
 B = parse_association("3 1 1 " + "bb" * 32)

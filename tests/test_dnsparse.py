@@ -6,9 +6,9 @@ from __future__ import annotations
 import dns.message
 import dns.rrset
 
-import rollover.observer  # noqa: F401  (installs the leniency, as every DNS-reading module does)
-from rollover.association import associations_from_rdata
-from rollover.matching import match_chain
+import rollover.edges.observer  # noqa: F401  (installs the leniency, as every DNS-reading module does)
+from rollover.core.association import associations_from_rdata
+from rollover.core.matching import match_chain
 from tests.certs import NOW, make_pki
 from tests.test_matching import rec
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from rollover.core.phases import Facts, Phase, decide
 from rollover.errors import RolloverError
-from rollover.phases import Facts, Phase, decide
-from state.files import write_atomic
-from state.store import SqliteStateStore
+from rollover.state.files import write_atomic
+from rollover.state.store import SqliteStateStore
 from tests.test_phases import NOW, rollover
 
 

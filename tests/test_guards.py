@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from rollover.association import parse_association
+from rollover.core.association import parse_association
+from rollover.core.phases import Action, Facts, Phase, apply_decision, decide
+from rollover.engine.staging import load_staged, passphrase_source, read_passphrase
 from rollover.errors import InputError
-from rollover.phases import Action, Facts, Phase, apply_decision, decide
-from rollover.staging import load_staged, passphrase_source, read_passphrase
-from state.ownership import OwnershipStore
+from rollover.state.ownership import OwnershipStore
 from tests.certs import key_pem, make_pki, pem
 from tests.test_phases import NEW, NOW, OLD, TA, rollover
 
@@ -135,7 +135,7 @@ def test_an_association_seen_missing_loses_its_age(tmp_path: Path) -> None:
 
 
 def test_resume_fields_round_trip_through_the_store(tmp_path: Path) -> None:
-    from state.store import SqliteStateStore
+    from rollover.state.store import SqliteStateStore
 
     store = SqliteStateStore(str(tmp_path))
     r = store.create(

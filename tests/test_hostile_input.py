@@ -14,13 +14,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import providers
-from providers.zonetext import read_rrset, replace_rrset
+from rollover import providers
 from rollover.config import DeployConfig, parse_config
-from rollover.deploy import DeployError, FileDeployer, unsafe_path_reason
+from rollover.core.material import parse_material
+from rollover.core.plan import TlsaRRset
+from rollover.edges.deploy import DeployError, FileDeployer, unsafe_path_reason
 from rollover.errors import RolloverError
-from rollover.plan import TlsaRRset
-from rollover.sources import parse_material
+from rollover.providers.zonetext import read_rrset, replace_rrset
 from tests.certs import csr_pem, der, key_pem, make_pki, pem
 from tests.test_zonetext import OWNER, TODAY, ZONE
 
@@ -218,7 +218,7 @@ def test_config_check_refuses_unsafe_deploy_paths(tmp_path: Path) -> None:
 def test_observer_survives_misbehaving_servers(mode: str, needle: str) -> None:
     import time
 
-    from rollover.observer import DnsObserver
+    from rollover.edges.observer import DnsObserver
     from tests.fakedns import ZONE, FakeDns
 
     server = FakeDns(mode).start()
@@ -240,7 +240,7 @@ def test_observer_survives_misbehaving_servers(mode: str, needle: str) -> None:
 
 
 def test_observer_cname_loop_and_huge_rrset() -> None:
-    from rollover.observer import DnsObserver
+    from rollover.edges.observer import DnsObserver
     from tests.fakedns import ZONE, FakeDns
 
     server = FakeDns("cname-loop").start()
@@ -290,7 +290,7 @@ def test_certificate_or_csr_of_an_unknown_version_is_an_input_error() -> None:
 
 
 def test_a_presented_certificate_this_library_cannot_parse_names_the_server() -> None:
-    from rollover.sources import load_presented_chain
+    from rollover.core.material import load_presented_chain
 
     good = der(PKI.leaf)
     assert load_presented_chain("192.0.2.1:25", [good])[0].public_bytes(Encoding.DER) == good
@@ -303,7 +303,7 @@ def test_a_presented_certificate_this_library_cannot_parse_names_the_server() ->
 
 @pytest.mark.parametrize("text", ["3 1 \u00b2", "\u0663 1 1", "3 1 1\u00b2"])
 def test_unicode_digits_are_not_parameters(text: str) -> None:
-    from rollover.params import parse_params
+    from rollover.core.params import parse_params
 
     with pytest.raises(RolloverError, match="TLSA parameters"):
         parse_params(text)

@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 from cryptography import x509
 
-from rollover.association import Association, association_data
-from rollover.matching import match_chain, name_matches
-from rollover.params import TlsaParams
-from rollover.sources import spki_der
+from rollover.core.association import Association, association_data
+from rollover.core.matching import match_chain, name_matches
+from rollover.core.material import spki_der
+from rollover.core.params import TlsaParams
 from tests.certs import NOW, der, make_cert, make_key, make_pki
 
 PKI = make_pki("p256", tag="matching")
@@ -160,7 +160,7 @@ def test_cn_only_without_dns_ids() -> None:
 
 
 def test_pkix_usages_validate_against_a_trust_store() -> None:
-    from rollover.pkix import pkix_validator
+    from rollover.edges.trust import pkix_validator
 
     pki = make_pki("p256", tag="pkix", host="www.example.test", pkix=True)
     chain = [pki.leaf, pki.intermediate]

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rollover.metrics import ServiceMetrics, render_metrics
-from rollover.phases import Phase, Rollover
+from rollover.core.phases import Phase, Rollover
+from rollover.render.metrics import ServiceMetrics, render_metrics
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 BASE = Rollover(

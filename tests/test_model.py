@@ -44,16 +44,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-import rollover.engine
-import rollover.phases
-from rollover.association import Association
-from rollover.engine import Engine
+import rollover.core.phases
+import rollover.engine.machine
+from rollover.core.association import Association
+from rollover.core.matching import usable_records
+from rollover.core.phases import FINAL, Action, Decision, Facts, Phase, Rollover
+from rollover.core.plan import Change, TlsaRRset
+from rollover.core.promise import Context, RolloverPlan, check_live, plan_rollover
+from rollover.engine.machine import Engine
 from rollover.errors import PreconditionError, RolloverError
-from rollover.matching import usable_records
-from rollover.phases import FINAL, Action, Decision, Facts, Phase, Rollover
-from rollover.plan import Change, TlsaRRset
-from rollover.promise import Context, RolloverPlan, plan_rollover
-from rollover.publishing import check_live
 from tests.world import (
     TTL,
     UNUSABLE,
@@ -253,7 +252,7 @@ class RolloverModel(RuleBasedStateMachine):
     @rule(kind=st.sampled_from(["step", "step", "reboot"]), seconds=st.integers(1, 6 * TTL))
     def clock(self, kind: str, seconds: int) -> None:
         """The wall clock stepped forward (NTP), or a reboot. Not both in one run: across a
-        reboot only the wall clock is left, and it is trusted (rollover.clock says so), so a
+        reboot only the wall clock is left, and it is trusted (rollover.edges.clock says so), so a
         wall clock stepped wrong after a reboot defeats any ageing wait by design."""
         self._step(f"clock {kind}")
         if kind == "step" and self.world.clock.boot_number == 0:
@@ -412,6 +411,7 @@ def run_model(
     return STATS["examples"], STATS["steps"], time.perf_counter() - started
 
 
+@pytest.mark.lab
 def test_model() -> None:
     examples, steps, seconds = run_model()
     finished = {k: v for k, v in sorted(STATS.items()) if not k.startswith("rule ")}
@@ -429,6 +429,7 @@ def test_model() -> None:
     assert STATS["phase reached lease-broken"] > 0
 
 
+@pytest.mark.lab
 def test_model_over_the_real_stores() -> None:
     """The same model over the SQLite state store: the in-memory fake changes nothing."""
     examples, steps, _seconds = run_model(
@@ -467,7 +468,7 @@ def undo_bridge(monkeypatch: pytest.MonkeyPatch) -> None:
             return plan_rollover(before, old_chains, new_chain, new_configured, ctx, **kw)
         return naive_plan(before, old_chains, new_chain, new_configured, ctx)
 
-    monkeypatch.setattr(rollover.engine, "plan_rollover", plan)
+    monkeypatch.setattr(rollover.engine.machine, "plan_rollover", plan)
 
 
 def undo_matching_types(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -492,7 +493,7 @@ def undo_matching_types(monkeypatch: pytest.MonkeyPatch) -> None:
             return plan_rollover(before, old_chains, new_chain, new_configured, ctx, **kw)
         return naive_plan(before, old_chains, new_chain, new_configured, ctx)
 
-    monkeypatch.setattr(rollover.engine, "plan_rollover", plan)
+    monkeypatch.setattr(rollover.engine.machine, "plan_rollover", plan)
 
 
 def old_retiring(r: Rollover, facts: Facts, now: datetime, _t: timedelta) -> Decision:
@@ -526,12 +527,12 @@ def old_retire_change(self: Engine, r: Rollover) -> Change | None:
 def undo_retire_guard(monkeypatch: pytest.MonkeyPatch) -> None:
     """The retire step as it was: the decision's guard, the same guard in the change, the rule
     checked on the change and the new records put back by it, all gone."""
-    monkeypatch.setitem(rollover.phases._TABLE, Phase.RETIRING, old_retiring)
+    monkeypatch.setitem(rollover.core.phases._TABLE, Phase.RETIRING, old_retiring)
     monkeypatch.setattr(Engine, "_retire_change", old_retire_change)
 
 
 def undo_boottime(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rollover.phases, "boottime_left", lambda _r, _facts: 0.0)
+    monkeypatch.setattr(rollover.core.phases, "boottime_left", lambda _r, _facts: 0.0)
 
 
 def first_publication(world: World) -> None:
@@ -579,7 +580,7 @@ def wall_clock_step_while_ageing(world: World) -> None:
 
 def undo_history(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast path as it was: reads only, no look at the zone's history."""
-    monkeypatch.setattr(rollover.engine, "follow", lambda *_a, **_k: None)
+    monkeypatch.setattr(rollover.engine.machine, "follow", lambda *_a, **_k: None)
 
 
 def next_key_blinked(world: World) -> None:
@@ -728,7 +729,7 @@ def refusable(operation: Callable[[], object]) -> None:
 def pre_publish(world: World, key: int) -> None:
     """``rollover publish`` of the next key ahead of time (the "current + next" scheme), on the
     world's clocks."""
-    from rollover.publishing import publish
+    from rollover.workflows.publishing import publish
 
     kwargs: dict[str, Any] = {}
     if "boot" in inspect.signature(publish).parameters:

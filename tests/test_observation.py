@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rollover.association import Association
-from rollover.observation import (
+from rollover.core.association import Association
+from rollover.core.observation import (
     DnssecState,
     Observation,
     ResolverAnswer,
@@ -17,7 +17,7 @@ from rollover.observation import (
     resolver_lag,
     verdict,
 )
-from rollover.params import TlsaParams
+from rollover.core.params import TlsaParams
 
 A = Association(TlsaParams(3, 1, 1), b"\x01" * 32)
 B = Association(TlsaParams(3, 1, 1), b"\x02" * 32)

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rollover.core.params import MTYPE_NAMES, SELECTOR_NAMES, USAGE_NAMES, TlsaParams, parse_params
 from rollover.errors import InputError
-from rollover.params import MTYPE_NAMES, SELECTOR_NAMES, USAGE_NAMES, TlsaParams, parse_params
 
 
 @pytest.mark.parametrize(

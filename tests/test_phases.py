@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rollover.association import parse_association
-from rollover.phases import (
+from rollover.core.association import parse_association
+from rollover.core.phases import (
     Action,
     Facts,
     Phase,

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from rollover.association import parse_association
+from rollover.core.association import parse_association
+from rollover.core.plan import TlsaRRset, describe, plan_publish, plan_withdraw
 from rollover.errors import PreconditionError
-from rollover.plan import TlsaRRset, describe, plan_publish, plan_withdraw
 
 OWNER = "_25._tcp.mx1.example.test."
 OLD = parse_association("3 1 1 " + "01" * 32)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from rollover.probe import TlsProbe
+from rollover.edges.probe import TlsProbe
 from tests.certs import der, key_pem, make_cert, make_key, make_pki, pem
 from tests.smtpserver import SmtpServer
 
@@ -88,7 +88,7 @@ def test_refused_and_timeout() -> None:
 
 
 def test_record_connect_derives_from_the_live_chains(dual) -> None:  # type: ignore[no-untyped-def]
-    from rollover.params import TlsaParams
+    from rollover.core.params import TlsaParams
     from tests.conftest import run_rollover
     from tests.test_record_openssl import openssl_expected
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from cryptography import x509
 
-from rollover.association import Association
-from rollover.errors import PreconditionError
-from rollover.params import TlsaParams, parse_params
-from rollover.promise import (
+from rollover.core.association import Association
+from rollover.core.params import TlsaParams, parse_params
+from rollover.core.promise import (
     Context,
     RolloverPlan,
     Window,
@@ -18,6 +17,7 @@ from rollover.promise import (
     starting_point,
     violations,
 )
+from rollover.errors import PreconditionError
 from tests.certs import NOW, make_cert, make_key, make_pki
 from tests.test_matching import rec
 

@@ -136,8 +136,8 @@ def test_bad_input_gives_one_line_and_status_3(
 def test_unreadable_file_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
 
+    from rollover.edges.files import read_source
     from rollover.errors import InputError
-    from rollover.sources import read_source
 
     def deny(*_a: object, **_k: object) -> None:
         raise PermissionError(13, "Permission denied")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from rollover.derive import DeriveOptions, derive
-from rollover.params import TlsaParams
-from rollover.sources import parse_material
+from rollover.core.derive import DeriveOptions, derive
+from rollover.core.material import parse_material
+from rollover.core.params import TlsaParams
 from tests.certs import NOW, csr_pem, der, key_pem, make_cert, make_key, make_pki, pem, public_pem
 
 ALL_PARAMS = tuple(
@@ -232,6 +232,6 @@ def test_compressed_ec_point_is_hashed_as_encoded(tmp_path: Path) -> None:
     uncompressed = derive_hex(plain.read_bytes(), (TlsaParams(3, 1, 1),))
     assert uncompressed != [expected]  # the same key, encoded otherwise: another hash
     # Staging still pairs the key with its certificate, whatever the encodings.
-    from rollover.engine import load_staged
+    from rollover.engine.machine import load_staged
 
     assert load_staged(str(cert), str(plain), None).spki_sha256

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rollover.association import Association
-from rollover.derive import DerivedRecord
+from rollover.core.association import Association
+from rollover.core.derive import DerivedRecord
+from rollover.core.params import MTYPE_DIGEST_SIZE, TlsaParams
 from rollover.errors import InputError
-from rollover.params import MTYPE_DIGEST_SIZE, TlsaParams
-from rollover.render import render, unique
+from rollover.render.records import render, unique
 
 hosts = st.lists(
     st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True), min_size=1, max_size=4

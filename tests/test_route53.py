@@ -11,10 +11,10 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from providers.route53 import Route53Provider, Route53Settings, route53_name
-from rollover.association import parse_association
+from rollover.core.association import parse_association
+from rollover.core.plan import Change, TlsaRRset, plan_publish
 from rollover.errors import ConfigError, ConflictError, ProviderError
-from rollover.plan import Change, TlsaRRset, plan_publish
+from rollover.providers.route53 import Route53Provider, Route53Settings, route53_name
 from tests.aws import CREDENTIALS, zone
 
 A = parse_association("3 1 1 " + "aa" * 32)
@@ -22,6 +22,7 @@ B = parse_association("3 1 1 " + "bb" * 32)
 OWNER = "_25._tcp.mx1.example.com."
 
 
+@pytest.mark.lab
 def test_zone_lookup_publish_read_back(moto_endpoint: str, aws_env: None) -> None:
     suffix = f"z{time.time_ns()}.example.com."
     zone_id = zone(moto_endpoint, suffix)
@@ -43,6 +44,7 @@ def test_zone_lookup_publish_read_back(moto_endpoint: str, aws_env: None) -> Non
     assert private.zone_for(owner) == f"sub.{suffix}"
 
 
+@pytest.mark.lab
 def test_no_zone_and_explicit_zone_id(moto_endpoint: str, aws_env: None) -> None:
     p = Route53Provider("r53", Route53Settings(endpoint_url=moto_endpoint))
     with pytest.raises(ProviderError, match="no public hosted zone"):
@@ -69,6 +71,7 @@ def test_no_zone_and_explicit_zone_id(moto_endpoint: str, aws_env: None) -> None
         missing.read(f"_25._tcp.mx.{suffix}")
 
 
+@pytest.mark.lab
 def test_unreachable_endpoint(aws_env: None) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -272,7 +275,7 @@ def test_change_stays_pending_past_the_timeout() -> None:
     p.settings = Route53Settings(hosted_zone_id=ZONE_ID, wait_timeout=1.0)
     for _ in range(50):
         stub.add_response("get_change", change_info("PENDING"), {"Id": "C1"})
-    from providers.base import Receipt
+    from rollover.ports import Receipt
 
     receipt = Receipt("r53", "C1", Change(TlsaRRset(OWNER), TlsaRRset(OWNER, 300, frozenset({A}))))
     real_sleep = time.sleep
@@ -357,6 +360,7 @@ def test_route53_names() -> None:
     assert route53_name("_25._TCP.MX1.Example.COM") == "_25._tcp.mx1.example.com."
 
 
+@pytest.mark.lab
 def test_rollover_start_to_done_on_route53(moto_endpoint: str, aws_env: None, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The whole rollover against moto, DNS checks served by the provider's read-back."""
     import json
@@ -408,6 +412,7 @@ def test_rollover_start_to_done_on_route53(moto_endpoint: str, aws_env: None, tm
         env.stop_server()
 
 
+@pytest.mark.lab
 def test_several_services_in_one_zone_go_out_as_one_batch(
     moto_endpoint: str, aws_env: None, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -416,11 +421,11 @@ def test_several_services_in_one_zone_go_out_as_one_batch(
 
     import yaml
 
-    import providers as provider_registry
-    from rollover.batching import batch_provider_changes
-    from rollover.cli.rollover_cmd import _engine
+    import rollover.providers as provider_registry
     from rollover.config import load_config
-    from rollover.engine import load_staged
+    from rollover.engine.batching import batch_provider_changes
+    from rollover.engine.build import build_engine
+    from rollover.engine.machine import load_staged
     from tests.rollover_env import ServiceEnv
 
     suffix = f"b{time.time_ns()}.example.org."
@@ -465,7 +470,7 @@ def test_several_services_in_one_zone_go_out_as_one_batch(
                 == 0
             )
         cfg = load_config(str(config), provider_registry.settings_parser)
-        engines = [_engine(cfg, env.name, None, lambda _l: None) for env in envs]
+        engines = [build_engine(cfg, env.name) for env in envs]
         for engine, env in zip(engines, envs, strict=True):
             engine.start(
                 load_staged(str(env.staged_chain), str(env.staged_key), None), allow_insecure=True

@@ -11,15 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 import yaml
 
-from rollover.association import Association, parse_association
-from rollover.sources import spki_der
+from rollover.core.association import Association, parse_association
+from rollover.core.material import spki_der
 from tests.aws import CREDENTIALS, zone
 from tests.awsfaults import CHANGE, GET_CHANGE, LIST, AwsFaults
 from tests.e2e.test_rollover_lab import wait_sender_ready
 from tests.rollover_env import Sender, ServiceEnv
 from tests.test_matching import rec
+
+pytestmark = pytest.mark.lab
 
 
 @dataclass

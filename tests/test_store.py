@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from rollover.core.phases import Phase
 from rollover.errors import ConflictError
-from rollover.phases import Phase
-from state.store import SqliteStateStore
+from rollover.state.store import SqliteStateStore
 from tests.test_phases import rollover
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)

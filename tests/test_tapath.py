@@ -1,5 +1,5 @@
 """Issue 14 classes 4, 5 and 7: DANE-TA path validation as OpenSSL does it, through
-``cryptography.x509.verification`` (rollover.tapath). Table-driven, no network."""
+``cryptography.x509.verification`` (rollover.core.tapath). Table-driven, no network."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rollover.matching import match_chain
+from rollover.core.matching import match_chain
 from tests.certs import NOW, make_key
 from tests.test_matching import rec
 
@@ -137,7 +137,7 @@ def test_dane_ta_naming_the_leaf_itself_says_why() -> None:
 
 
 def test_a_wildcard_just_below_a_top_level_name_matches_nothing() -> None:
-    from rollover.matching import name_matches
+    from rollover.core.matching import name_matches
     from tests.certs import make_cert
 
     tld = make_cert("w", make_key("p256", "w1"), dns_names=("*.test",))

@@ -1,14 +1,14 @@
-"""Issue 14 classes 1, 2, 6 and 8 in the pure verdict (rollover.verify.evaluate): what a DANE
+"""Issue 14 classes 1, 2, 6 and 8 in the pure verdict (rollover.core.verdicts.evaluate): what a DANE
 sender concludes, case by case. Table-driven, no network."""
 
 from __future__ import annotations
 
 import pytest
 
-from rollover.association import parse_association
-from rollover.observation import DnssecState
-from rollover.probe import PresentedChain, ProbeResult
-from rollover.verify import evaluate
+from rollover.core.association import parse_association
+from rollover.core.observation import DnssecState
+from rollover.core.presented import PresentedChain, ProbeResult
+from rollover.core.verdicts import evaluate
 from tests.certs import NOW, der, make_pki
 from tests.test_matching import rec
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from providers.zonefile import ZoneFileProvider, ZoneFileSettings
-from rollover.association import parse_association
+from rollover.core.association import parse_association
+from rollover.core.plan import Change, TlsaRRset, plan_publish
 from rollover.errors import ConflictError, ProviderError
-from rollover.plan import Change, TlsaRRset, plan_publish
+from rollover.providers.zonefile import ZoneFileProvider, ZoneFileSettings
 from tests.lab import Lab, _which
 from tests.test_zonetext import OWNER, ZONE
 
@@ -126,6 +126,7 @@ def test_missing_zone_file(tmp_path: Path) -> None:
         p.read(OWNER)
 
 
+@pytest.mark.lab
 def test_zonefile_with_real_bind_reload(lab: Lab) -> None:
     """Edit the lab primary's plain.test zone file and reload it with rndc: BIND serves it."""
     path = lab.directory / "primary" / "plain.test.db"

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers.zonetext import next_serial, read_rrset, replace_rrset
-from rollover.association import parse_association
+from rollover.core.association import parse_association
+from rollover.core.plan import TlsaRRset
 from rollover.errors import ProviderError
-from rollover.plan import TlsaRRset
+from rollover.providers.zonetext import next_serial, read_rrset, replace_rrset
 from tests.lab import _which
 
 TODAY = date(2026, 11, 28)
@@ -93,7 +93,7 @@ def test_replace_keeps_everything_else(after: TlsaRRset, tmp_path: Path) -> None
     import dns.name
     import dns.rdatatype
 
-    from providers.zonetext import parse_zone
+    from rollover.providers.zonetext import parse_zone
 
     parsed = parse_zone(edit.text, "example.test.", "z")
     assert parsed.get_rdataset(dns.name.from_text(OWNER), dns.rdatatype.TXT) is not None

@@ -2,7 +2,7 @@
 honouring caches), the mail server and its deploy, the clock, the state and ownership stores.
 
 Nothing here touches the network or a real clock; every engine call runs over these fakes, each
-operation as a fresh process (a fresh :class:`~rollover.engine.Engine`), and
+operation as a fresh process (a fresh :class:`~rollover.engine.machine.Engine`), and
 :meth:`World.sender_failures` says, exactly, whether any sender could have failed so far:
 
 - **Time.** ``world.real`` is the time that really passed (what TTLs count); the engine's clock
@@ -22,7 +22,7 @@ operation as a fresh process (a fresh :class:`~rollover.engine.Engine`), and
 - **State.** The state store is :class:`MemoryStateStore` (or the SQLite one), the ownership
   store the real file one in the world's directory (put it on tmpfs: :func:`scratch_dir`).
 - **The check.** For every version a cache may have held and every chain an address presented
-  while it was held, the rule (:func:`rollover.promise.authenticates`, with the parameter sets
+  while it was held, the rule (:func:`rollover.core.promise.authenticates`, with the parameter sets
   configured when the version was made) and an independent OpenSSL-semantics matcher
   (:func:`tests.dane_sender.authenticate`) must both accept (the rule under the configuration
   of then and of now, when it changed in between); no usable record at all means
@@ -56,22 +56,22 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from providers.base import Receipt, ZoneHistory
-from rollover.association import Association, owner_name
 from rollover.config import ServiceConfig
-from rollover.deploy import DeployError
-from rollover.engine import AdvanceResult, Engine
+from rollover.core.association import Association, owner_name
+from rollover.core.matching import match_chain, usable_records
+from rollover.core.observation import DnssecState, Observation, ResolverAnswer, ServerAnswer
+from rollover.core.params import TlsaParams, parse_params
+from rollover.core.phases import FINAL, Rollover
+from rollover.core.plan import Change, TlsaRRset
+from rollover.core.presented import LiveChains
+from rollover.core.promise import Context, associations_for, authenticates
+from rollover.edges.deploy import DeployError
+from rollover.engine.machine import AdvanceResult, Engine
+from rollover.engine.staging import Staged, load_staged
 from rollover.errors import ConflictError, ProviderError
-from rollover.matching import match_chain, usable_records
-from rollover.observation import DnssecState, Observation, ResolverAnswer, ServerAnswer
-from rollover.params import TlsaParams, parse_params
-from rollover.phases import FINAL, Rollover
-from rollover.plan import Change, TlsaRRset
-from rollover.promise import Context, associations_for, authenticates
-from rollover.publishing import LiveChains
-from rollover.staging import Staged, load_staged
-from state.ownership import OwnershipStore
-from state.store import SqliteStateStore, StateStore, _decode, _encode
+from rollover.ports import Receipt, StateStore, ZoneHistory
+from rollover.state.ownership import OwnershipStore
+from rollover.state.store import SqliteStateStore, _decode, _encode
 from tests import dane_sender
 from tests.certs import key_pem, pem
 
@@ -562,7 +562,7 @@ class _Row:
 
 
 class MemoryStateStore:
-    """:class:`state.store.StateStore` in memory: create-if-absent, compare-and-swap on the
+    """:class:`rollover.state.store.StateStore` in memory: create-if-absent, compare-and-swap on the
     version, leases, history. Rollovers go through the real store's encoding, both ways."""
 
     def __init__(self) -> None:

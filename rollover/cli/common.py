@@ -1,11 +1,15 @@
 """Options and helpers shared by the commands that use the configuration."""
 
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rollover.errors import InputError
+from rollover.ports import no_checkpoint
+
+if TYPE_CHECKING:
+    from rollover.ports import Checkpoint
 
 ConfigOption = Annotated[
     str | None,
@@ -27,6 +31,10 @@ PassphraseEnvOption = Annotated[
 ]
 DEFAULT_PASSPHRASE_ENV = "ROLLOVER_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 
+
+checkpoint: "Checkpoint" = no_checkpoint
+"""Called at each crash point of a rollover; only the crash-campaign tests' entry point
+(``tests/crashing_cli.py``) puts anything else here."""
 
 LOG_FORMAT = {"value": "text"}  # set by the root --log-format option
 
@@ -62,7 +70,7 @@ def warn(line: str) -> None:
 
 def load_config(path_option: str | None) -> Any:
     """The validated configuration; its warnings go to stderr."""
-    import providers
+    from rollover import providers
     from rollover.config import config_path, load_config
 
     config = load_config(config_path(path_option), providers.settings_parser)
@@ -72,10 +80,9 @@ def load_config(path_option: str | None) -> Any:
 
 
 def make_provider(config: Any, name: str) -> Any:
-    import providers
+    from rollover.engine.build import make_provider
 
-    entry = config.providers[name]
-    return providers.create_provider(entry.name, entry.type, entry.settings)
+    return make_provider(config, name)
 
 
 def state_dir(config: Any, option: str | None) -> str:
@@ -98,19 +105,6 @@ def passphrase(path: str | None, env_name: str) -> bytes | None:
 
 
 def service_live(config: Any, service: Any) -> Any:
-    """A probe of every chain the service presents, with its probe settings (the withdraw guard
-    and the rollover's cut-over both use it)."""
+    from rollover.engine.build import service_live
 
-    def live() -> Any:
-        from rollover.verifier import live_chains
-
-        return live_chains(
-            service.host,
-            service.port,
-            connect=service.probe.connect,
-            starttls=service.probe.starttls,
-            resolvers=list(service.resolvers or config.resolvers),
-            timeout=service.probe.timeout,
-        )
-
-    return live
+    return service_live(config, service)

@@ -15,12 +15,12 @@ def check(config: common.ConfigOption = None) -> None:
 
     Exit: 0 valid (warnings allowed); 4 invalid.
     """
-    from rollover.hooks import acme_live_warnings
+    from rollover.workflows.renewals import acme_live_warnings
 
     cfg = common.load_config(config)
     for line in acme_live_warnings(cfg):
         common.warn(line)
-    from rollover.deploy import unsafe_path_reason
+    from rollover.edges.deploy import unsafe_path_reason
     from rollover.errors import ConfigError
 
     for service in cfg.services.values():

@@ -62,11 +62,11 @@ def dns_command(
 ) -> None:
     import json
 
-    from rollover.association import owner_name
-    from rollover.dnsview import observation_json, observation_text
+    from rollover.core.association import owner_name
+    from rollover.core.observation import verdict
+    from rollover.edges.observer import DnsObserver, system_resolvers
     from rollover.errors import InputError
-    from rollover.observation import verdict
-    from rollover.observer import DnsObserver, system_resolvers
+    from rollover.render.dnsview import observation_json, observation_text
 
     if owner is None:
         if host is None:

@@ -46,9 +46,9 @@ def hook(
 ) -> None:
     from datetime import UTC, datetime
 
-    from rollover import hooks
-    from rollover.cli.rollover_cmd import _engine
+    from rollover.cli.rollover_cmd import engine_for
     from rollover.errors import ConfigError, InputError
+    from rollover.workflows import renewals as hooks
 
     if client not in CLIENTS:
         raise InputError(f"unknown ACME client {client!r}: use {', '.join(CLIENTS)}")
@@ -74,7 +74,7 @@ def hook(
         )
     now = datetime.now(UTC)
     for service in services:
-        engine = _engine(cfg, service.name, state_dir, _say)
+        engine = engine_for(cfg, service.name, state_dir, _say)
         hooks.take_renewal(
             engine,
             service,

@@ -36,9 +36,9 @@ def metrics(
     step, the verify status (Nagios code) and days until the served certificate expires."""
     from datetime import UTC, datetime
 
-    from rollover.deploy import write_file
-    from rollover.metrics import ServiceMetrics, render_metrics
-    from state.store import SqliteStateStore
+    from rollover.edges.deploy import write_file
+    from rollover.render.metrics import ServiceMetrics, render_metrics
+    from rollover.state.store import SqliteStateStore
 
     cfg = common.load_config(config)
     store = SqliteStateStore(common.state_dir(cfg, state_dir))
@@ -55,10 +55,10 @@ def metrics(
 
 
 def _verify(cfg: Any, service: Any, now: Any) -> tuple[int, int | None]:
-    from rollover.observer import DnsObserver
-    from rollover.probe import TlsProbe, default_starttls
-    from rollover.verifier import Verifier
-    from rollover.verify import worst
+    from rollover.core.verdicts import worst
+    from rollover.edges.observer import DnsObserver
+    from rollover.edges.probe import TlsProbe, default_starttls
+    from rollover.workflows.verification import Verifier
 
     resolvers = list(service.resolvers or cfg.resolvers)
     verifier = Verifier(

@@ -71,12 +71,14 @@ def ensure_next(
 
     from cryptography.hazmat.primitives import serialization
 
-    from rollover import nextkey
-    from rollover.deploy import write_file
+    from rollover.core.material import parse_material
+    from rollover.edges.deploy import write_file
+    from rollover.edges.files import read_source
+    from rollover.engine.associations import service_associations
     from rollover.errors import ConfigError
-    from rollover.publishing import publish, service_associations
-    from rollover.sources import parse_material, read_source
-    from state.ownership import OwnershipStore
+    from rollover.state.ownership import OwnershipStore
+    from rollover.workflows import nextkey
+    from rollover.workflows.publishing import publish
 
     if service.next_key_algorithm is None:
         raise ConfigError(f"services.{service.name}.next_key is not configured")
@@ -115,7 +117,7 @@ def ensure_next(
 
 def rotate_after_done(cfg: Any, service: Any, state_dir: str | None, staged_spki: str) -> None:
     """After a rollover to the next key: a fresh next key, published at once."""
-    from rollover import nextkey
+    from rollover.workflows import nextkey
 
     if service.next_key_algorithm is None:
         return

@@ -7,8 +7,8 @@ import typer
 from rollover.cli import common
 
 if TYPE_CHECKING:
-    from rollover.association import Association
     from rollover.config import ServiceConfig
+    from rollover.core.association import Association
 
 PUBLISH_HELP = """Publish the service's TLSA parameter sets for a certificate or key, next to what
 is already there. Idempotent: associations already published are left alone.
@@ -62,9 +62,10 @@ def _source_associations(
 ) -> "frozenset[Association]":
     from datetime import UTC, datetime
 
+    from rollover.core.material import parse_material
+    from rollover.edges.files import read_source
+    from rollover.engine.associations import service_associations
     from rollover.errors import InputError
-    from rollover.publishing import service_associations
-    from rollover.sources import parse_material, read_source
 
     chosen = [s for s in (cert, key) if s is not None]
     if len(chosen) != 1:
@@ -91,8 +92,8 @@ def publish_command(
 ) -> None:
     from datetime import UTC, datetime
 
-    from rollover.publishing import publish
-    from state.ownership import OwnershipStore
+    from rollover.state.ownership import OwnershipStore
+    from rollover.workflows.publishing import publish
 
     cfg = common.load_config(config)
     service = cfg.service(service_name)
@@ -131,8 +132,8 @@ def withdraw_command(
     from datetime import UTC, datetime
 
     from rollover.errors import InputError
-    from rollover.publishing import associations_by_data, withdraw
-    from state.ownership import OwnershipStore
+    from rollover.state.ownership import OwnershipStore
+    from rollover.workflows.publishing import associations_by_data, withdraw
 
     cfg = common.load_config(config)
     service = cfg.service(service_name)

@@ -11,7 +11,7 @@ import typer
 from rollover.cli import common
 
 if TYPE_CHECKING:
-    from rollover.sources import Material
+    from rollover.core.material import Material
 from rollover.errors import InputError
 
 HELP = """Print TLSA records derived from each SOURCE.
@@ -91,11 +91,12 @@ def record(
         ),
     ] = None,
 ) -> None:
-    from rollover.association import owner_name
-    from rollover.derive import DeriveOptions, derive, port_warnings
-    from rollover.params import DEFAULT_PARAMS, parse_params
-    from rollover.render import FORMATS, render, unique
-    from rollover.sources import parse_material, read_source
+    from rollover.core.association import owner_name
+    from rollover.core.derive import DeriveOptions, derive, port_warnings
+    from rollover.core.material import parse_material
+    from rollover.core.params import DEFAULT_PARAMS, parse_params
+    from rollover.edges.files import read_source
+    from rollover.render.records import FORMATS, render, unique
 
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -158,8 +159,8 @@ def _live_materials(
     """Each distinct chain the server presents (every key algorithm it offers)."""
     import socket
 
-    from rollover.probe import TlsProbe, default_starttls
-    from rollover.sources import Material, load_presented_chain
+    from rollover.core.material import Material, load_presented_chain
+    from rollover.edges.probe import TlsProbe, default_starttls
 
     name, _, port_text = connect.rpartition(":") if connect.count(":") == 1 else (connect, "", "")
     if not name:

@@ -8,8 +8,8 @@ import typer
 from rollover.cli import common
 
 if TYPE_CHECKING:
-    from rollover.engine import Engine
-    from rollover.phases import Rollover
+    from rollover.core.phases import Rollover
+    from rollover.engine.machine import Engine
 
 NEEDS_A_PERSON = 10
 HELD_BY_A_FAULT = 9
@@ -39,60 +39,17 @@ def register(app: typer.Typer) -> None:
     app.command("history")(history)
 
 
-def _engine(cfg: Any, name: str, state_dir: str | None, out: Any) -> "Engine":
-    from rollover.clock import SystemClock
-    from rollover.engine import Engine
-    from rollover.observer import DnsObserver
-    from state.ownership import OwnershipStore
-    from state.store import SqliteStateStore
+def engine_for(cfg: Any, name: str, state_dir: str | None, out: Any) -> "Engine":
+    """The engine of a configured service, its events sent to the configured on_event."""
+    from rollover.engine.build import build_engine
 
-    service = cfg.service(name)
-    directory = common.state_dir(cfg, state_dir)
-    resolvers = list(service.resolvers or cfg.resolvers)
-    observer = DnsObserver(
-        resolvers=resolvers, authoritative=list(service.authoritative), timeout=2.0
-    )
-
-    live = common.service_live(cfg, service)
-    neighbours = [
-        other
-        for other in cfg.services.values()
-        if other.name != service.name and other.owner == service.owner
-    ]
-    shared = None
-    if neighbours:
-        from rollover.publishing import LiveChains
-
-        probes = [common.service_live(cfg, other) for other in neighbours]
-
-        def shared() -> LiveChains:
-            chains: list[Any] = []
-            for probe in probes:
-                seen = probe()
-                if seen.error is not None:
-                    return LiveChains(error=seen.error)
-                chains += [c for c in seen.chains if c not in chains]
-            return LiveChains(tuple(chains))
-
-    provider = common.make_provider(cfg, service.provider)
-    view: Any = observer
-    if service.observe_via == "provider":
-        from rollover.provider_view import ProviderObserver
-
-        view = ProviderObserver(provider)
-    return Engine(
-        service,
-        provider,
-        SqliteStateStore(directory),
-        ownership=OwnershipStore(directory),
-        observer=view,
-        live=live,
-        clock=SystemClock(),
-        state_dir=directory,
-        safety_factor=cfg.safety_factor,
+    return build_engine(
+        cfg,
+        name,
+        state_dir=state_dir,
         out=out,
-        on_event=_on_event(cfg, service, state_dir),
-        shared=shared,
+        on_event=_on_event(cfg, cfg.service(name), state_dir),
+        checkpoint=common.checkpoint,
     )
 
 
@@ -179,10 +136,10 @@ def start(
     Example:
       rollover start mx1 --cert /srv/staging/mx1-fullchain.pem --key /srv/staging/mx1.key
     """
-    from rollover.staging import load_staged, passphrase_source
+    from rollover.engine.staging import load_staged, passphrase_source
 
     cfg = common.load_config(config)
-    engine = _engine(cfg, service, state_dir, _say)
+    engine = engine_for(cfg, service, state_dir, _say)
     staged = load_staged(cert, key, common.passphrase(passphrase_file, passphrase_env))
     source = passphrase_source(passphrase_file, passphrase_env)
     if dry_run:
@@ -225,7 +182,7 @@ def advance(
     is retried at the next advance).
     """
     from rollover.errors import InputError, RolloverError
-    from state.store import SqliteStateStore
+    from rollover.state.store import SqliteStateStore
 
     cfg = common.load_config(config)
     if all_services:
@@ -238,14 +195,14 @@ def advance(
     engines = {}
     for name in names:
         try:
-            engines[name] = _engine(cfg, name, state_dir, _say)
+            engines[name] = engine_for(cfg, name, state_dir, _say)
         except RolloverError as exc:
             if len(names) == 1:
                 raise
             common.warn(f"{name}: {exc}")
             worst = max(worst, exc.exit_code)
     if len(engines) > 1:
-        from rollover.batching import batch_provider_changes
+        from rollover.engine.batching import batch_provider_changes
 
         try:
             batch_provider_changes(list(engines.values()), _say)
@@ -278,8 +235,8 @@ def run(
 ) -> None:
     """Advance in a loop until done or failed, sleeping exactly until the next guard can hold,
     with a live progress line on a terminal (plain lines otherwise)."""
-    from rollover.clock import SystemClock
-    from rollover.phases import FINAL
+    from rollover.core.phases import FINAL
+    from rollover.edges.clock import SystemClock
 
     cfg = common.load_config(config)
     tty = sys.stdout.isatty()
@@ -290,7 +247,7 @@ def run(
             sys.stdout.write("\r\033[K")
         _say(line)
 
-    engine = _engine(cfg, service, state_dir, out)
+    engine = engine_for(cfg, service, state_dir, out)
     clock = SystemClock()
     while True:
         result = engine.advance()
@@ -326,7 +283,7 @@ def status(
     old and new, the last error."""
     import json
 
-    from state.store import SqliteStateStore, rollover_json
+    from rollover.state.store import SqliteStateStore, rollover_json
 
     cfg = common.load_config(config)
     store = SqliteStateStore(common.state_dir(cfg, state_dir))
@@ -369,7 +326,7 @@ def abort(
 ) -> None:
     """Before the deploy step: withdraw the new associations and end the rollover."""
     cfg = common.load_config(config)
-    _engine(cfg, service, state_dir, _say).abort()
+    engine_for(cfg, service, state_dir, _say).abort()
 
 
 def rollback(
@@ -380,7 +337,7 @@ def rollback(
     """After the deploy step, while the old associations are still published: redeploy the
     previous chain and key, reload, and withdraw the new associations."""
     cfg = common.load_config(config)
-    _engine(cfg, service, state_dir, _say).rollback()
+    engine_for(cfg, service, state_dir, _say).rollback()
 
 
 def resume(
@@ -391,7 +348,7 @@ def resume(
     """Take a failed rollover back to the phase it failed in, once the cause is fixed (the
     server reloaded, an address caught up); the next advance re-checks every guard."""
     cfg = common.load_config(config)
-    _engine(cfg, service, state_dir, _say).resume()
+    engine_for(cfg, service, state_dir, _say).resume()
 
 
 def history(
@@ -403,7 +360,7 @@ def history(
     """Every transition, provider change and error, oldest first."""
     import json
 
-    from state.store import SqliteStateStore
+    from rollover.state.store import SqliteStateStore
 
     cfg = common.load_config(config)
     entries = SqliteStateStore(common.state_dir(cfg, state_dir)).history(service)
@@ -440,10 +397,11 @@ def _status_warnings(service: Any) -> list[str]:
     """Offline checks for status: the deployed chain's issuer against the pinned anchors."""
     if service is None or service.deploy is None or not service.trust_anchors:
         return []
-    from rollover.chain import build_chain
+    from rollover.core.chain import build_chain
+    from rollover.core.material import parse_material
+    from rollover.edges.files import read_source
+    from rollover.engine.associations import anchor_warning
     from rollover.errors import RolloverError
-    from rollover.publishing import anchor_warning
-    from rollover.sources import parse_material, read_source
 
     try:
         material = parse_material(service.deploy.chain, read_source(service.deploy.chain))

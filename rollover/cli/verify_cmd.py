@@ -65,11 +65,11 @@ def verify_command(
     import json
     from datetime import UTC, datetime
 
+    from rollover.core.verdicts import AddressReport, report_json, report_text
+    from rollover.edges.observer import DnsObserver, system_resolvers
+    from rollover.edges.probe import TlsProbe, default_starttls
     from rollover.errors import InputError, ObserverError
-    from rollover.observer import DnsObserver, system_resolvers
-    from rollover.probe import TlsProbe, default_starttls
-    from rollover.verifier import Verifier, mx_targets
-    from rollover.verify import AddressReport, report_json, report_text
+    from rollover.workflows.verification import Verifier, mx_targets
 
     if sum(x is not None for x in (host, domain, service)) != 1:
         raise InputError("give exactly one of --host, --domain and --service")
@@ -143,14 +143,11 @@ def _pin_check(service: Any, reports: list[Any]) -> list[Any]:
     import hashlib
     from dataclasses import replace
 
-    from rollover.sources import parse_material, read_source, spki_der
-    from rollover.verify import worst
+    from rollover.core.material import spki_der
+    from rollover.core.verdicts import worst
+    from rollover.edges.trust import load_anchors
 
-    pinned = {
-        hashlib.sha256(spki_der(c)).hexdigest()
-        for path in service.trust_anchors
-        for c in parse_material(path, read_source(path)).certificates
-    }
+    pinned = {hashlib.sha256(spki_der(c)).hexdigest() for c in load_anchors(service.trust_anchors)}
     checked = []
     for report in reports:
         reasons = list(report.reasons)

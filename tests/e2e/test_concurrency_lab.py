@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.dnsfaults import DnsFaults
@@ -19,6 +20,9 @@ from tests.rollover_env import REPO, ServiceEnv
 
 SERVICES = 20
 PROCESSES = 8
+
+
+pytestmark = pytest.mark.lab
 
 
 def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:

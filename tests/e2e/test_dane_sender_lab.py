@@ -38,12 +38,15 @@ from tests.dane_sender import (
     openssl_dane_verify,
     spki_of,
 )
-from tests.e2e.test_rollover_lab import _engine, _staged
+from tests.e2e.test_rollover_lab import _staged, engine_for
 from tests.lab import TSIG_NAME, Lab
 from tests.rollover_env import ServiceEnv
 from tests.smtpserver import SmtpServer
 
 # -- the lab ---------------------------------------------------------------------------------
+
+
+pytestmark = pytest.mark.lab
 
 
 @pytest.mark.lab
@@ -78,9 +81,9 @@ def test_waits_shortened_below_the_ttl_make_the_strict_sender_fail(
 ) -> None:
     """Deploy right after propagation, ignoring TTLs: the caches holding the old RRset must
     fail the new key, and OpenSSL must agree."""
-    import rollover.phases
+    import rollover.core.phases
 
-    monkeypatch.setattr(rollover.phases, "wait_seconds", lambda *_a: 0.0)
+    monkeypatch.setattr(rollover.core.phases, "wait_seconds", lambda *_a: 0.0)
     env.ttl = 5
     env.write_config()
     assert env.rollover("publish", env.name, "--cert", str(env.deploy_chain)).returncode == 0
@@ -89,7 +92,7 @@ def test_waits_shortened_below_the_ttl_make_the_strict_sender_fail(
     old = Tlsa.of(3, 1, 1, env.pki.leaf)
     _publish(lab, env, [old])
     lab.unbound_control("flush_zone", "example.test.", resolver="sender")
-    engine = _engine(env)
+    engine = engine_for(env)
     sender = StrictSender.for_env(env, seed=2, interval=0.1).start()
     try:
         sender.wait_ready()
@@ -267,7 +270,7 @@ def test_a_cname_owner_is_followed(env: ServiceEnv, lab: Lab) -> None:
 
 
 def _served_chain(env: ServiceEnv) -> tuple[bytes, ...]:
-    from rollover.probe import TlsProbe
+    from rollover.edges.probe import TlsProbe
 
     address, port = env.endpoint.rsplit(":", 1)
     result = TlsProbe(timeout=5).probe(address, int(port), env.host, "smtp", ("default",))

@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rollover.sources import spki_der
+from rollover.core.material import spki_der
 from tests.dane_sender import assert_clean
 from tests.e2e.test_rollover_lab import wait_sender_ready
 from tests.fakedns import FakeDns
 from tests.lab import PRIMARY, Lab
 from tests.rollover_env import ServiceEnv
+
+pytestmark = pytest.mark.lab
 
 
 def advance_until(env: ServiceEnv, phase: str, seconds: float = 60) -> dict:  # type: ignore[type-arg]
@@ -129,10 +131,10 @@ def test_reload_hanging_is_killed_after_its_timeout(env: ServiceEnv) -> None:
 def test_server_down_during_the_probe(env: ServiceEnv) -> None:
     """The probe cannot reach the server for a while after the deploy: the rollover waits in
     cutting_over with both records published, then completes."""
-    from rollover.publishing import LiveChains
-    from tests.e2e.test_rollover_lab import _engine, _staged
+    from rollover.core.presented import LiveChains
+    from tests.e2e.test_rollover_lab import _staged, engine_for
 
-    engine = _engine(env)
+    engine = engine_for(env)
     real_live = engine.live
     down = {"left": 3}
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollover.sources import spki_der
+from rollover.core.material import spki_der
 from tests.certs import key_pem, make_cert, pem
 from tests.rollover_env import ServiceEnv
+
+pytestmark = pytest.mark.lab
 
 
 def lineage(env: ServiceEnv, *, same_key: bool) -> Path:

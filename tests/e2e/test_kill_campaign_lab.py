@@ -28,6 +28,9 @@ ROLLOVERS = 10
 KILLS = 5
 
 
+pytestmark = pytest.mark.lab
+
+
 @pytest.mark.parametrize("index", range(ROLLOVERS))
 def test_sigkill_at_random_instants(lab: Lab, tmp_path: Path, index: int) -> None:
     rng = random.Random(SEED * 100 + index)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.lab import Lab
 from tests.rollover_env import ServiceEnv
+
+pytestmark = pytest.mark.lab
 
 
 def test_metrics_and_on_event_after_a_rollover(lab: Lab, tmp_path: Path) -> None:

@@ -6,17 +6,20 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from rollover.sources import spki_der
+from rollover.core.material import spki_der
 from tests.certs import make_cert, pem
 from tests.dane_sender import assert_clean
 from tests.e2e.test_rollover_lab import wait_sender_ready
 from tests.lab import Lab
 from tests.rollover_env import ServiceEnv
 from tests.test_matching import rec
+
+pytestmark = pytest.mark.lab
 
 
 def _renewed(env: ServiceEnv, key_path: Path) -> x509.Certificate:

@@ -9,11 +9,13 @@ import time
 
 import pytest
 
-from rollover.addresses import parse_server
-from rollover.observation import DnssecState, verdict
-from rollover.observer import DnsObserver
+from rollover.core.addresses import parse_server
+from rollover.core.observation import DnssecState, verdict
+from rollover.edges.observer import DnsObserver
 from tests.conftest import run_rollover
 from tests.lab import Lab
+
+pytestmark = pytest.mark.lab
 
 
 def observer(lab: Lab, *authoritative: str, timeout: float = 1.0) -> DnsObserver:

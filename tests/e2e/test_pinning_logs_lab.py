@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.certs import make_cert, make_key, pem
 from tests.lab import Lab
 from tests.rollover_env import ServiceEnv
 from tests.test_matching import rec
+
+pytestmark = pytest.mark.lab
 
 
 def test_pinned_trust_anchors_published_and_checked(lab: Lab, tmp_path: Path) -> None:

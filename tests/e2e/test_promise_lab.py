@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from rollover.sources import spki_der
+from rollover.core.material import spki_der
 from tests.certs import key_pem, make_cert, make_key, pem
 from tests.dane_sender import StrictSender, assert_clean
-from tests.e2e.test_rollover_lab import _engine, _staged
+from tests.e2e.test_rollover_lab import _staged, engine_for
 from tests.lab import Lab
 from tests.rollover_env import REPO, ServiceEnv
 from tests.test_matching import rec
@@ -206,7 +206,7 @@ def test_new_records_deleted_during_the_deploy_are_put_back(env: ServiceEnv, lab
             assert time.monotonic() < deadline
             time.sleep(0.2)
 
-    engine = _engine(env)
+    engine = engine_for(env)
     engine.checkpoint = stop_after_the_deploy
     engine.start(_staged(env))
     deadline = time.monotonic() + 60
@@ -241,7 +241,7 @@ def test_a_new_record_deleted_and_put_back_while_ageing_restarts_the_wait(
     old = str(rec("3 1 1", env.pki.leaf))
     with strict(env, lab) as sender:
         settle(sender)
-        engine = _engine(env)
+        engine = engine_for(env)
         engine.start(_staged(env))
         advance_until(engine, "aging")
         lab.update(
@@ -270,7 +270,7 @@ def test_a_new_record_deleted_and_put_back_while_ageing_restarts_the_wait(
 def test_a_foreign_malformed_record_neither_stalls_nor_is_fixed(env: ServiceEnv, lab: Lab) -> None:
     """Issue 14 class 1 in the engine: a hand-made 31-byte 3 1 1 at the owner name (which
     dnspython 2.9 refused to parse) is read, ignored as unusable, and left where it is."""
-    from rollover.dnsparse import tolerate_malformed_tlsa
+    from rollover.core.dnsparse import tolerate_malformed_tlsa
 
     tolerate_malformed_tlsa()
     short = "3 1 1 " + "ab" * 31
@@ -288,7 +288,7 @@ def test_a_foreign_malformed_record_neither_stalls_nor_is_fixed(env: ServiceEnv,
 def test_abort_racing_an_advance_never_empties_the_rrset(env: ServiceEnv, lab: Lab) -> None:
     """Shape 5: abort fired at the ageing deadline, beside the advance that deploys."""
     old, new = str(rec("3 1 1", env.pki.leaf)), str(rec("3 1 1", env.next_leaf))
-    engine = _engine(env)
+    engine = engine_for(env)
     rollover = engine.start(_staged(env))
     rollover = advance_until(engine, "aging")
     assert rollover.waiting_until is not None
@@ -332,7 +332,7 @@ def test_a_wall_clock_stepped_forward_does_not_shorten_the_ageing(
     """Shape 6: an NTP step of +100 s during the ageing: no early deploy."""
     from datetime import timedelta
 
-    from rollover.clock import SystemClock
+    from rollover.edges.clock import SystemClock
 
     class Stepped(SystemClock):
         step = timedelta(0)
@@ -340,7 +340,7 @@ def test_a_wall_clock_stepped_forward_does_not_shorten_the_ageing(
         def now(self):  # type: ignore[no-untyped-def]
             return super().now() + self.step
 
-    engine = _engine(env)
+    engine = engine_for(env)
     clock = Stepped()
     engine.clock = clock
     with strict(env, lab) as sender:
@@ -401,7 +401,7 @@ def test_several_addresses_one_not_updated(
     fails with both records kept; fixed and resumed, it completes."""
     from datetime import timedelta
 
-    import rollover.engine
+    import rollover.engine.machine
     from tests.smtpserver import SmtpServer
 
     stale_chain, stale_key = tmp_path / "stale-chain.pem", tmp_path / "stale-key.pem"
@@ -412,8 +412,8 @@ def test_several_addresses_one_not_updated(
         env.write_config(
             probe={"connect": [env.endpoint, lagging.endpoint], "starttls": "smtp", "timeout": 5}
         )
-        monkeypatch.setattr(rollover.engine, "CUTOVER_HELD_AFTER", timedelta(seconds=1))
-        engine = _engine(env)
+        monkeypatch.setattr(rollover.engine.machine, "CUTOVER_HELD_AFTER", timedelta(seconds=1))
+        engine = engine_for(env)
         engine.cutover_timeout = timedelta(seconds=4)
         with strict(env, lab, env.endpoint, lagging.endpoint) as sender:
             settle(sender)
@@ -454,7 +454,7 @@ def test_a_new_start_after_a_failed_rollover_retires_the_unserved(
     env.write_config(
         deploy={"chain": str(env.deploy_chain), "key": str(env.deploy_key), "reload": ["true"]}
     )
-    engine = _engine(env)
+    engine = engine_for(env)
     engine.cutover_timeout = timedelta(seconds=2)
     engine.start(_staged(env))
     advance_until(engine, "failed")
@@ -510,7 +510,7 @@ def test_a_shared_rrset_through_a_cname(lab: Lab, tmp_path: Path) -> None:
 def _naive_plan(before, old_chains, new_chain, new_configured, ctx, **_kw):  # type: ignore[no-untyped-def]
     """What the planner did before the rule: the new key's records beside the old, nothing
     more, the old retired."""
-    from rollover.promise import RolloverPlan, authenticates
+    from rollover.core.promise import RolloverPlan, authenticates
 
     old = frozenset(
         r for r in before if any(authenticates(frozenset({r}), c, ctx) is None for c in old_chains)
@@ -524,10 +524,10 @@ def test_with_the_fix_undone_the_sender_catches_it(
 ) -> None:
     """The same shapes with the planner and the engine's rule checks undone: the strict sender
     records failures, and OpenSSL confirms them."""
-    import rollover.engine
+    import rollover.engine.machine
 
-    monkeypatch.setattr(rollover.engine, "plan_rollover", _naive_plan)
-    monkeypatch.setattr(rollover.engine, "violations", lambda *_a, **_k: [])
+    monkeypatch.setattr(rollover.engine.machine, "plan_rollover", _naive_plan)
+    monkeypatch.setattr(rollover.engine.machine, "violations", lambda *_a, **_k: [])
     records = ("3 1 1", "3 1 2") if shape == "removing 3 1 2" else ("3 1 1",)
     env = ServiceEnv(lab, tmp_path, records=records)
     env.start_server()
@@ -541,7 +541,7 @@ def test_with_the_fix_undone_the_sender_catches_it(
             shape, records
         )
         env.write_config()
-        engine = _engine(env)
+        engine = engine_for(env)
         with strict(env, lab) as sender:
             settle(sender)
             engine.start(_staged(env))

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import yaml
 
-from rollover.sources import spki_der
+from rollover.core.material import spki_der
 from tests.dane_sender import assert_clean
 from tests.dnsfaults import DnsFaults
 from tests.e2e.test_rollover_faults import tlsa_at_primary
@@ -26,6 +27,9 @@ SAYS = {
     "timeout": "timed out",
     "reset": "connection failed",
 }
+
+
+pytestmark = pytest.mark.lab
 
 
 def through(env: ServiceEnv, proxy: DnsFaults) -> None:

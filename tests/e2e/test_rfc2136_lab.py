@@ -10,15 +10,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from providers.rfc2136 import Rfc2136Provider, Rfc2136Settings
-from providers.tsig import TsigKey
-from rollover.association import parse_association
+from rollover.core.association import parse_association
+from rollover.core.plan import Change, TlsaRRset, plan_publish
 from rollover.errors import ConflictError, ProviderError
-from rollover.plan import Change, TlsaRRset, plan_publish
+from rollover.providers.rfc2136 import Rfc2136Provider, Rfc2136Settings
+from rollover.providers.tsig import TsigKey
 from tests.certs import key_pem, make_pki, pem
 from tests.conftest import run_rollover
 from tests.lab import TSIG_NAME, Lab
 from tests.smtpserver import SmtpServer
+
+pytestmark = pytest.mark.lab
 
 
 def assoc(params: str = "3 1 1"):  # type: ignore[no-untyped-def]

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from rollover.sources import spki_der
+from rollover.core.material import spki_der
+from tests.crashing_cli import KILLED
 from tests.dane_sender import assert_clean
 from tests.e2e.test_rollover_lab import wait_sender_ready
 from tests.lab import Lab
 from tests.rollover_env import REPO, ServiceEnv
 from tests.test_matching import rec
+
+pytestmark = pytest.mark.lab
 
 
 def tlsa_at_primary(lab: Lab, owner: str) -> set[str]:
@@ -30,14 +33,13 @@ def test_crash_at_every_step_then_resume(env: ServiceEnv, lab: Lab, point: str) 
     sender = env.sender().start()
     try:
         wait_sender_ready(sender)
-        crash = {"ROLLOVER_FAULT_CRASH_AT": point}
-        started = env.start_rollover(env=crash)
+        started = env.start_rollover(crash_at=point)
         if point != "after-publish":
             assert started.returncode == 0, started.stderr
-            crashed = env.rollover("run", env.name, env=crash)
+            crashed = env.rollover("run", env.name, crash_at=point)
         else:
             crashed = started
-        assert crashed.returncode == 137, crashed.stdout + crashed.stderr  # killed at the point
+        assert crashed.returncode == KILLED, crashed.stdout + crashed.stderr  # killed at the point
         resumed = env.rollover("run", env.name)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         time.sleep(1)
@@ -57,9 +59,9 @@ def test_two_advances_at_once_one_acts(env: ServiceEnv, lab: Lab) -> None:
     started = env.start_rollover("--dry-run")
     assert started.returncode == 0
     # Create the rollover without its first advance, then race two advances at it.
-    from tests.e2e.test_rollover_lab import _engine, _staged
+    from tests.e2e.test_rollover_lab import _staged, engine_for
 
-    engine = _engine(env)
+    engine = engine_for(env)
     engine.store.create(engine.plan(_staged(env), allow_insecure=False))
     cmd = [sys.executable, "-m", "rollover", "advance", env.name, "-v", "--config", str(env.config)]
     processes = [
@@ -82,9 +84,9 @@ def test_two_advances_at_once_one_acts(env: ServiceEnv, lab: Lab) -> None:
 
 
 def test_a_held_lease_blocks_a_second_process(env: ServiceEnv) -> None:
-    from tests.e2e.test_rollover_lab import _engine, _staged
+    from tests.e2e.test_rollover_lab import _staged, engine_for
 
-    engine = _engine(env)
+    engine = engine_for(env)
     rollover = engine.store.create(engine.plan(_staged(env), allow_insecure=False))
     assert engine.store.acquire(rollover, engine.holder, time.time(), 60)  # alive: this process
     blocked = env.rollover("advance", env.name, "-v")
@@ -110,12 +112,12 @@ def test_failed_cutover_keeps_both_and_rollback_restores(env: ServiceEnv, lab: L
     """The server keeps the old key after the reload: fail, both records stay; rollback."""
     from datetime import timedelta
 
-    from tests.e2e.test_rollover_lab import _engine, _staged
+    from tests.e2e.test_rollover_lab import _staged, engine_for
 
     env.write_config(
         deploy={"chain": str(env.deploy_chain), "key": str(env.deploy_key), "reload": ["true"]}
     )  # a reload that does not reload
-    engine = _engine(env)
+    engine = engine_for(env)
     engine.cutover_timeout = timedelta(seconds=2)
     engine.start(_staged(env))
     deadline = time.monotonic() + 60

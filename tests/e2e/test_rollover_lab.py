@@ -8,11 +8,13 @@ import time
 
 import pytest
 
-from rollover.sources import spki_der
+from rollover.core.material import spki_der
 from tests.dane_sender import assert_clean
 from tests.lab import Lab
 from tests.rollover_env import ServiceEnv
 from tests.test_matching import rec
+
+pytestmark = pytest.mark.lab
 
 
 def wait_sender_ready(sender, seconds: float = 15) -> None:  # type: ignore[no-untyped-def]
@@ -68,13 +70,13 @@ def test_waits_shortened_below_the_ttl_make_the_sender_fail(
     env: ServiceEnv, lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Proof that the sender can see failures: deploy right after propagation, ignoring TTLs."""
-    import rollover.phases
+    import rollover.core.phases
 
-    monkeypatch.setattr(rollover.phases, "wait_seconds", lambda *_a: 0.0)
+    monkeypatch.setattr(rollover.core.phases, "wait_seconds", lambda *_a: 0.0)
     env.ttl = 5
     env.write_config()
     assert env.rollover("publish", env.name, "--cert", str(env.deploy_chain)).returncode == 0
-    engine = _engine(env)
+    engine = engine_for(env)
     sender = env.sender()
     sender.interval = 0.1
     sender.start()
@@ -98,15 +100,15 @@ def test_waits_shortened_below_the_ttl_make_the_sender_fail(
 
 
 def _staged(env: ServiceEnv):  # type: ignore[no-untyped-def]
-    from rollover.engine import load_staged
+    from rollover.engine.machine import load_staged
 
     return load_staged(str(env.staged_chain), str(env.staged_key), None)
 
 
-def _engine(env: ServiceEnv):  # type: ignore[no-untyped-def]
-    import providers
-    from rollover.cli.rollover_cmd import _engine as build
+def engine_for(env: ServiceEnv):  # type: ignore[no-untyped-def]
+    from rollover import providers
     from rollover.config import load_config
+    from rollover.engine.build import build_engine
 
     config = load_config(str(env.config), providers.settings_parser)
-    return build(config, env.name, None, lambda _line: None)
+    return build_engine(config, env.name)

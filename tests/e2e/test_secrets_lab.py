@@ -6,10 +6,13 @@ import base64
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.lab import Lab
 from tests.rollover_env import ServiceEnv
+
+pytestmark = pytest.mark.lab
 
 
 def test_no_secret_anywhere(lab: Lab, tmp_path: Path) -> None:

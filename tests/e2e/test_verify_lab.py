@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from rollover.association import Association
+from rollover.core.association import Association
 from tests.certs import NOW, key_pem, make_cert, make_key, make_pki, pem
 from tests.conftest import run_rollover
 from tests.lab import Lab
@@ -20,6 +20,9 @@ from tests.test_matching import rec
 
 PKI = make_pki("p256", tag="verify", host="*.example.test")
 RSA_KEY = make_key("rsa2048", "verify-rsa")
+
+
+pytestmark = pytest.mark.lab
 
 
 def host() -> str:

@@ -1,0 +1,59 @@
+"""One provider change batch for several services in one zone, in one tick.
+
+Route 53 takes a whole batch atomically and counts requests per account (5 per second): when
+``advance --all`` finds several rollovers in one hosted zone needing a change at the same time,
+their changes go out as one ChangeResourceRecordSets. Providers without ``apply_many`` are left
+to the ordinary per-service path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from rollover.core.phases import Phase, Rollover
+from rollover.core.plan import Change
+from rollover.engine.machine import Engine
+from rollover.ports import Batching
+
+
+def batch_provider_changes(engines: Sequence[Engine], out: Callable[[str], None]) -> int:
+    """Send the pending publish/retire changes as one batch per (provider, zone) where two or
+    more are due; returns the number of batches sent. Leases are held throughout."""
+    groups: dict[tuple[str, str], list[tuple[Engine, Rollover, Change]]] = {}
+    held: list[tuple[Engine, Rollover]] = []
+    try:
+        for engine in engines:
+            if not isinstance(engine.provider, Batching):
+                continue
+            rollover = engine.store.current(engine.service.name)
+            if rollover is None or rollover.phase not in (Phase.PUBLISHING, Phase.RETIRING):
+                continue
+            if not engine.acquire_lease(rollover):
+                continue
+            held.append((engine, rollover))
+            change = engine.pending_change(rollover)
+            if change is None:
+                continue
+            key = (engine.provider.name, engine.provider.zone_for(rollover.owner))
+            groups.setdefault(key, []).append((engine, rollover, change))
+        sent = 0
+        for (provider_name, zone), items in groups.items():
+            if len(items) < 2:
+                continue  # a single change takes the ordinary path
+            for engine, rollover, change in items:
+                engine.before_change(rollover, change)
+            provider = items[0][0].provider
+            if not isinstance(provider, Batching):  # only such providers were grouped
+                continue
+            receipts = provider.apply_many([c for _e, _r, c in items])
+            for (engine, rollover, change), receipt in zip(items, receipts, strict=True):
+                engine.after_change(rollover, change, receipt)
+            sent += 1
+            out(
+                f"{provider_name}: one change batch for {len(items)} services in {zone} "
+                f"({', '.join(e.service.name for e, _r, _c in items)})"
+            )
+        return sent
+    finally:
+        for engine, rollover in held:
+            engine.store.release(rollover, engine.holder)

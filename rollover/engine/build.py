@@ -1,0 +1,121 @@
+"""The real edges for a configured service, and the engine over them.
+
+The CLI and the lab tests both build engines here; the model and unit tests hand the
+:class:`~rollover.engine.machine.Engine` fakes of the same ports instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cryptography import x509
+
+from rollover.config import Config, ServiceConfig
+from rollover.core.phases import Rollover
+from rollover.core.presented import LiveChains
+from rollover.engine.machine import Engine
+from rollover.ports import Checkpoint, LiveProbe, Observer, Provider, no_checkpoint
+
+Output = Callable[[str], None]
+EventHandler = Callable[[str, Rollover, str], None]
+
+
+def make_provider(config: Config, name: str) -> Provider:
+    """The provider adapter configured under ``providers.<name>``."""
+    from rollover import providers
+
+    entry = config.providers[name]
+    return providers.create_provider(entry.name, entry.type, entry.settings)
+
+
+def service_live(config: Config, service: ServiceConfig) -> LiveProbe:
+    """A probe of every chain the service presents, with its probe settings (the withdraw guard
+    and the rollover's cut-over both use it)."""
+
+    def live() -> LiveChains:
+        from rollover.edges.live import live_chains
+
+        return live_chains(
+            service.host,
+            service.port,
+            connect=service.probe.connect,
+            starttls=service.probe.starttls,
+            resolvers=list(service.resolvers or config.resolvers),
+            timeout=service.probe.timeout,
+        )
+
+    return live
+
+
+def shared_live(config: Config, service: ServiceConfig) -> LiveProbe | None:
+    """The chains of the other services that publish at the same owner name (``tlsa_owner``):
+    the RRset is theirs too, so what they present must keep matching all through."""
+    neighbours = [
+        other
+        for other in config.services.values()
+        if other.name != service.name and other.owner == service.owner
+    ]
+    if not neighbours:
+        return None
+    probes = [service_live(config, other) for other in neighbours]
+
+    def shared() -> LiveChains:
+        chains: list[tuple[x509.Certificate, ...]] = []
+        for probe in probes:
+            seen = probe()
+            if seen.error is not None:
+                return LiveChains(error=seen.error)
+            chains += [c for c in seen.chains if c not in chains]
+        return LiveChains(tuple(chains))
+
+    return shared
+
+
+def observer_for(config: Config, service: ServiceConfig, provider: Provider) -> Observer:
+    """DNS as the authoritative servers and resolvers serve it, or (``observe_via:
+    provider``) as the provider reads it back."""
+    if service.observe_via == "provider":
+        from rollover.edges.provider_view import ProviderObserver
+
+        return ProviderObserver(provider)
+    from rollover.edges.observer import DnsObserver
+
+    return DnsObserver(
+        resolvers=list(service.resolvers or config.resolvers),
+        authoritative=list(service.authoritative),
+        timeout=2.0,
+    )
+
+
+def build_engine(
+    config: Config,
+    name: str,
+    *,
+    state_dir: str | None = None,
+    out: Output = lambda _line: None,
+    on_event: EventHandler | None = None,
+    checkpoint: Checkpoint = no_checkpoint,
+) -> Engine:
+    """The engine of service ``name`` over the real provider, DNS, server, state and clock."""
+    from rollover.edges.clock import SystemClock
+    from rollover.state.ownership import OwnershipStore
+    from rollover.state.store import SqliteStateStore
+
+    service = config.service(name)
+    directory = str(state_dir or config.state_dir)
+    provider = make_provider(config, service.provider)
+    return Engine(
+        service,
+        provider,
+        SqliteStateStore(directory),
+        ownership=OwnershipStore(directory),
+        observer=observer_for(config, service, provider),
+        live=service_live(config, service),
+        clock=SystemClock(),
+        state_dir=directory,
+        safety_factor=config.safety_factor,
+        out=out,
+        on_event=on_event,
+        checkpoint=checkpoint,
+        shared=shared_live(config, service),
+    )

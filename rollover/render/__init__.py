@@ -1,0 +1,1 @@
+"""Rendering: zone text, JSON and tables for what the core computed (no I/O)."""
