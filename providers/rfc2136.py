@@ -56,8 +56,7 @@ def parse_settings(section: Section, warnings: list[str]) -> Rfc2136Settings:
     zone = section.text("zone")
     timeout = section.number("timeout", 5.0, low=0.1)
     retries = section.integer("retries", 3, low=1, high=10)
-    tsig_section = section.section("tsig", required=True)
-    assert tsig_section is not None
+    tsig_section = section.required_section("tsig")
     name = tsig_section.text("name")
     algorithm = tsig_section.text("algorithm", "hmac-sha256").lower()
     if algorithm not in ALGORITHMS:

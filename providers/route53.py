@@ -157,7 +157,9 @@ class Route53Provider:
             except BotoCoreError as exc:
                 raise ProviderError(f"{self.name}: {operation} failed: {exc}") from None
 
-    def _error(self, operation: str, code: str, message: str, attempts: int = 1) -> ProviderError:
+    def _error(
+        self, operation: str, code: str, message: str, attempts: int = 1
+    ) -> ProviderError | ConflictError:
         if code in RETRYABLE:
             return ProviderError(
                 f"{self.name}: {operation} throttled by Route 53 ({code}); "

@@ -1,9 +1,10 @@
 """Zone-file adapter: edit the TLSA RRset of an RFC 1035 zone file in place, then reload.
 
 The edit holds an exclusive lock (a ``.<name>.rollover-lock`` file beside the zone file), checks
-that the RRset is still the one the change was planned from (compare-and-swap), writes a temp file
-in the same directory, fsyncs it, keeps the mode and owner, renames it over the zone file and
-fsyncs the directory. The reload command runs afterwards; its failure is reported.
+that the RRset is still the one the change was planned from (compare-and-swap), and replaces the
+file with :func:`rollover.edges.files.write_atomic` (temp file in the same directory, fsync, the
+mode and owner kept, rename, directory fsync). The reload command runs afterwards through
+:func:`rollover.edges.commands.run_command`; its failure is reported.
 
 The whole file is parsed in memory, so a file over ``max_bytes`` (default 64 MiB) is refused
 before it is read.
@@ -11,12 +12,9 @@ before it is read.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,7 +25,9 @@ import dns.name
 from rollover.config import Section
 from rollover.core.dnsparse import tolerate_malformed_tlsa
 from rollover.core.plan import Change, TlsaRRset
-from rollover.errors import ConfigError, ConflictError, ProviderError
+from rollover.edges.commands import run_command
+from rollover.edges.files import locked, write_atomic
+from rollover.errors import CommandError, ConfigError, ConflictError, FileError, ProviderError
 from rollover.ports import Receipt
 from rollover.providers.zonetext import read_rrset, replace_rrset
 
@@ -101,18 +101,12 @@ class ZoneFileProvider:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         path = Path(self.settings.path)
-        lock_path = path.with_name(f".{path.name}.rollover-lock")
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise ProviderError(
-                f"{self.name}: cannot create lock {lock_path}: {exc.strerror}"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(locked(path.with_name(f".{path.name}.rollover-lock")))
+            except FileError as exc:
+                raise ProviderError(f"{self.name}: {exc}") from None
             yield
-        finally:
-            os.close(fd)
 
     def apply(self, change: Change) -> Receipt:
         if change.is_noop:
@@ -134,60 +128,25 @@ class ZoneFileProvider:
         return Receipt(self.name, f"serial={edit.serial}", change)
 
     def _write(self, text: str) -> None:
-        path = Path(self.settings.path)
-        st = path.stat()
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temp, st.st_mode & 0o7777)
-            if os.geteuid() == 0:
-                os.chown(temp, st.st_uid, st.st_gid)
-            os.replace(temp, path)
-        except OSError as exc:
-            Path(temp).unlink(missing_ok=True)
-            raise ProviderError(
-                f"{self.name}: cannot write {path}: {exc.strerror or exc}"
-            ) from None
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+            write_atomic(self.settings.path, text.encode("utf-8"), keep_mode=True, keep_owner=True)
+        except FileError as exc:
+            raise ProviderError(f"{self.name}: {exc}") from None
 
     def wait(self, receipt: Receipt, timeout: float) -> None:
         """The file is written; running the reload command puts it in effect."""
         if receipt.change_id == "noop" or self.settings.reload is None:
             return
-        command = self.settings.reload
         try:
-            result = subprocess.run(
-                command,
-                shell=isinstance(command, str),
-                capture_output=True,
-                text=True,
+            run_command(
+                self.settings.reload,
+                label="reload command",
                 timeout=min(timeout, self.settings.reload_timeout),
-                check=False,
             )
-        except subprocess.TimeoutExpired:
+        except CommandError as exc:
             raise ProviderError(
-                f"{self.name}: reload command timed out after "
-                f"{min(timeout, self.settings.reload_timeout):g} s; the zone "
-                "file is written but may not be loaded"
+                f"{self.name}: {exc}; the zone file is written but may not be loaded"
             ) from None
-        except OSError as exc:
-            raise ProviderError(
-                f"{self.name}: reload command failed to start: {exc.strerror or exc}"
-            ) from None
-        if result.returncode != 0:
-            output = (result.stderr or result.stdout).strip().splitlines()
-            detail = f": {output[-1]}" if output else ""
-            raise ProviderError(
-                f"{self.name}: reload command exited {result.returncode}"
-                f"{detail}; the zone file is written but may not be loaded"
-            )
 
 
 tolerate_malformed_tlsa()  # a malformed TLSA record is unusable, not unreadable

@@ -149,13 +149,19 @@ class Section:
             )
         return shlex.split(text)
 
-    def section(self, name: str, *, required: bool = False) -> Section | None:
+    def section(self, name: str) -> Section | None:
+        """The mapping at ``name``, or None when it is absent."""
         self.seen.add(name)
         if name not in self.raw or self.raw[name] is None:
-            if required:
-                raise self.fail(name, "is required")
             return None
         return Section(self.raw[name], self.key(name), self.source)
+
+    def required_section(self, name: str) -> Section:
+        """The mapping at ``name``; a ConfigError naming the key when it is absent."""
+        section = self.section(name)
+        if section is None:
+            raise self.fail(name, "is required")
+        return section
 
     def finish(self) -> None:
         unknown = [str(k) for k in self.raw if str(k) not in self.seen]
@@ -300,8 +306,7 @@ def parse_config(
     provider_section = top.section("providers")
     if provider_section is not None:
         for name in provider_section.raw:
-            entry = provider_section.section(str(name), required=True)
-            assert entry is not None
+            entry = provider_section.required_section(str(name))
             kind = entry.text("type", required=True)
             parser = provider_parsers(kind)
             if parser is None:
@@ -323,8 +328,7 @@ def parse_config(
     service_section = top.section("services")
     if service_section is not None:
         for name in service_section.raw:
-            entry = service_section.section(str(name), required=True)
-            assert entry is not None
+            entry = service_section.required_section(str(name))
             services[str(name)] = _service(str(name), entry, providers)
     top.finish()
     return Config(

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from rollover.core.association import Association, parse_association
-from rollover.errors import RolloverError
-from rollover.state.files import ensure_dir, locked, write_atomic
+from rollover.edges.files import locked, write_atomic
+from rollover.errors import FileError, StateError
+from rollover.state.files import ensure_dir
 
 
 class OwnershipStore:
@@ -30,19 +31,23 @@ class OwnershipStore:
         except FileNotFoundError:
             return {"version": 1, "owners": {}}
         except (OSError, ValueError) as exc:
-            raise RolloverError(f"{self.path}: unreadable ownership record: {exc}") from None
+            raise StateError(f"{self.path}: unreadable ownership record: {exc}") from None
         if not isinstance(raw, dict) or not isinstance(raw.get("owners"), dict):
-            raise RolloverError(f"{self.path}: not an ownership record")
+            raise StateError(f"{self.path}: not an ownership record")
         return raw
 
     @contextmanager
     def _editing(self) -> Iterator[dict[str, Any]]:
         """The record under its lock, written back (atomically) when the block ends."""
         ensure_dir(self.directory)
-        with locked(self.directory / ".ownership.lock"):
-            data = self._load()
-            yield data
-            write_atomic(self.path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+        try:
+            with locked(self.directory / ".ownership.lock"):
+                data = self._load()
+                yield data
+                text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+                write_atomic(self.path, text.encode())
+        except FileError as exc:
+            raise StateError(f"the ownership record cannot be kept: {exc}") from None
 
     def owned(self, owner: str) -> frozenset[Association]:
         entries = self._load()["owners"].get(owner.lower(), {})

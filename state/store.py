@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from rollover.core.association import parse_association
 from rollover.core.phases import FINAL, Phase, Rollover
-from rollover.errors import ConflictError, RolloverError
+from rollover.errors import ConflictError, StateError
 from rollover.state.files import ensure_dir
 
 _SCHEMA = """
@@ -116,7 +116,7 @@ class SqliteStateStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
-            raise RolloverError(f"{self.path}: cannot open the state store: {exc}") from None
+            raise StateError(f"{self.path}: cannot open the state store: {exc}") from None
         finally:
             os.umask(previous)
 
@@ -128,7 +128,7 @@ class SqliteStateStore:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise RolloverError(f"{self.path}: state store busy or locked: {exc}") from None
+            raise StateError(f"{self.path}: state store busy or locked: {exc}") from None
         try:
             yield self._db
         except BaseException:
@@ -139,7 +139,7 @@ class SqliteStateStore:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._db.execute("ROLLBACK")
-                raise RolloverError(f"{self.path}: cannot write state: {exc}") from None
+                raise StateError(f"{self.path}: cannot write state: {exc}") from None
 
     def create(self, rollover: Rollover) -> Rollover:
         with self._transaction() as db:
@@ -154,7 +154,8 @@ class SqliteStateStore:
                     "progress (see rollover status)"
                 ) from None
             row_id = cursor.lastrowid
-            assert row_id is not None
+        if row_id is None:
+            raise StateError(f"{self.path}: the new rollover of {rollover.service} got no id")
         return _decode(row_id, 1, _encode(rollover))
 
     def current(self, service: str) -> Rollover | None:
@@ -167,7 +168,11 @@ class SqliteStateStore:
 
     def save(self, rollover: Rollover) -> Rollover:
         """Compare-and-swap on the version: a concurrent writer makes this a ConflictError."""
-        assert rollover.id is not None
+        if rollover.id is None:
+            raise ConflictError(
+                f"rollover of {rollover.service} was never stored (start it first); "
+                "nothing was written"
+            )
         active = 0 if rollover.phase in FINAL else 1
         with self._transaction() as db:
             try:

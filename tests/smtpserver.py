@@ -35,6 +35,8 @@ class SmtpServer:
 
     @property
     def endpoint(self) -> str:
+        if ":" in self.address:
+            return f"[{self.address}]:{self.port}"
         return f"{self.address}:{self.port}"
 
     def load(self, chains: Sequence[tuple[Path, Path]]) -> None:
@@ -47,7 +49,8 @@ class SmtpServer:
             self.chains = chains
 
     def start(self) -> SmtpServer:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self._sock.bind((self.address, self.port))

@@ -86,3 +86,18 @@ def test_installed_in_a_fresh_venv_it_imports_as_rollover(wheel: Path, tmp_path:
     none_providers, none_state, where = result.stdout.split()
     assert (none_providers, none_state) == ("None", "None")
     assert where.startswith(target)
+
+
+def test_no_assert_in_product_code() -> None:
+    """``python -O`` removes asserts: a check the product relies on (rollback's guards, the
+    store's compare-and-swap) must be an ``if`` that raises, never an ``assert``."""
+    import ast
+
+    found = [
+        f"{path.relative_to(REPO)}:{node.lineno}"
+        for folder in ("rollover", "providers", "state")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Assert)
+    ]
+    assert found == []

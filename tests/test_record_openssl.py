@@ -232,6 +232,6 @@ def test_compressed_ec_point_is_hashed_as_encoded(tmp_path: Path) -> None:
     uncompressed = derive_hex(plain.read_bytes(), (TlsaParams(3, 1, 1),))
     assert uncompressed != [expected]  # the same key, encoded otherwise: another hash
     # Staging still pairs the key with its certificate, whatever the encodings.
-    from rollover.engine.machine import load_staged
+    from rollover.engine.staging import load_staged
 
     assert load_staged(str(cert), str(plain), None).spki_sha256

@@ -425,7 +425,7 @@ def test_several_services_in_one_zone_go_out_as_one_batch(
     from rollover.config import load_config
     from rollover.engine.batching import batch_provider_changes
     from rollover.engine.build import build_engine
-    from rollover.engine.machine import load_staged
+    from rollover.engine.staging import load_staged
     from tests.rollover_env import ServiceEnv
 
     suffix = f"b{time.time_ns()}.example.org."

@@ -9,6 +9,7 @@ from rollover.core.association import parse_association
 from rollover.core.observation import DnssecState
 from rollover.core.presented import PresentedChain, ProbeResult
 from rollover.core.verdicts import evaluate
+from rollover.errors import RolloverError
 from tests.certs import NOW, der, make_pki
 from tests.test_matching import rec
 
@@ -81,6 +82,25 @@ def test_servfail_is_a_deferral_worded_by_its_ede(ede, says, not_says) -> None: 
     text = " ".join(report.reasons)
     assert says in text
     assert not_says not in text
+
+
+def test_a_leaf_that_does_not_parse_is_said_as_the_guards_say_it() -> None:
+    """verify, the withdraw guard and record --connect read a presented chain one way: a leaf
+    that does not parse is named as such everywhere, never "no certificate" in one place."""
+    from rollover.core.material import load_presented_chain
+
+    unparseable = der(PKI.leaf)[:-40]
+    chain = PresentedChain((unparseable, der(PKI.intermediate)), "TLSv1.3", "x", "default")
+    report = verdict(DnssecState.SECURE, {GOOD}, ProbeResult("127.0.0.1", (chain,)))
+    assert report.status == "CRITICAL", report.reasons
+    text = " ".join(report.reasons)
+    assert "the leaf (certificate 1) does not parse as DER" in text
+    assert "no certificate" not in text
+    with pytest.raises(RolloverError) as raised:
+        load_presented_chain("127.0.0.1:25", chain.certificates)
+    assert str(raised.value).startswith("127.0.0.1:25: the leaf (certificate 1) does not parse")
+    guard_says = str(raised.value).removeprefix("127.0.0.1:25: ")
+    assert guard_says in text
 
 
 def test_an_issuer_that_does_not_parse_leaves_the_leaf_matching() -> None:

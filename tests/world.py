@@ -65,10 +65,9 @@ from rollover.core.phases import FINAL, Rollover
 from rollover.core.plan import Change, TlsaRRset
 from rollover.core.presented import LiveChains
 from rollover.core.promise import Context, associations_for, authenticates
-from rollover.edges.deploy import DeployError
 from rollover.engine.machine import AdvanceResult, Engine
 from rollover.engine.staging import Staged, load_staged
-from rollover.errors import ConflictError, ProviderError
+from rollover.errors import ConflictError, DeployError, ProviderError
 from rollover.ports import Receipt, StateStore, ZoneHistory
 from rollover.state.ownership import OwnershipStore
 from rollover.state.store import SqliteStateStore, _decode, _encode

@@ -36,7 +36,7 @@ def metrics(
     step, the verify status (Nagios code) and days until the served certificate expires."""
     from datetime import UTC, datetime
 
-    from rollover.edges.deploy import write_file
+    from rollover.edges.files import write_atomic
     from rollover.render.metrics import ServiceMetrics, render_metrics
     from rollover.state.store import SqliteStateStore
 
@@ -51,14 +51,14 @@ def metrics(
     if output is None:
         sys.stdout.write(text)
     else:
-        write_file(output, text.encode(), private=False)
+        write_atomic(output, text.encode(), mode=0o644, keep_mode=True)
 
 
 def _verify(cfg: Any, service: Any, now: Any) -> tuple[int, int | None]:
     from rollover.core.verdicts import worst
     from rollover.edges.observer import DnsObserver
     from rollover.edges.probe import TlsProbe, default_starttls
-    from rollover.workflows.verification import Verifier
+    from rollover.workflows.verification import Verifier, check_pinning
 
     resolvers = list(service.resolvers or cfg.resolvers)
     verifier = Verifier(
@@ -76,5 +76,6 @@ def _verify(cfg: Any, service: Any, now: Any) -> tuple[int, int | None]:
         now=now,
         warn_days=14,
     )
+    reports = check_pinning(service, reports)
     days = [c.days_left for r in reports for c in r.chains if c.days_left is not None]
     return worst([r.exit for r in reports] or [3]), min(days) if days else None

@@ -72,8 +72,7 @@ def ensure_next(
     from cryptography.hazmat.primitives import serialization
 
     from rollover.core.material import parse_material
-    from rollover.edges.deploy import write_file
-    from rollover.edges.files import read_source
+    from rollover.edges.files import read_source, write_atomic
     from rollover.engine.associations import service_associations
     from rollover.errors import ConfigError
     from rollover.state.ownership import OwnershipStore
@@ -107,11 +106,11 @@ def ensure_next(
         dry_run=dry_run,
     )
     if csr is not None and not dry_run:
-        write_file(csr, nextkey.csr_pem(key, service.host), private=False)
+        write_atomic(csr, nextkey.csr_pem(key, service.host), mode=0o644, keep_mode=True)
         _say(f"{service.name}: CSR for the next key written to {csr}")
     for target in place or []:
         if not dry_run:
-            write_file(target, nextkey.private_pem(key), private=True)
+            write_atomic(target, nextkey.private_pem(key))
             _say(f"{service.name}: next key placed at {target}")
 
 

@@ -159,25 +159,19 @@ def _live_materials(
     """Each distinct chain the server presents (every key algorithm it offers)."""
     import socket
 
+    from rollover.core.addresses import split_host_port
     from rollover.core.material import Material, load_presented_chain
     from rollover.edges.probe import TlsProbe, default_starttls
 
-    name, _, port_text = connect.rpartition(":") if connect.count(":") == 1 else (connect, "", "")
-    if not name:
-        name, port_text = connect, ""
-    if port_text and not (port_text.isascii() and port_text.isdigit()):
-        raise InputError(f"--connect {connect!r}: bad port")
-    target_port = int(port_text) if port_text else port
+    name, target_port = split_host_port(connect, port, what="--connect")
     try:
-        address = socket.getaddrinfo(name.strip("[]"), target_port, type=socket.SOCK_STREAM)[0][4][
-            0
-        ]
+        address = socket.getaddrinfo(name, target_port, type=socket.SOCK_STREAM)[0][4][0]
     except socket.gaierror as exc:
         raise InputError(f"--connect {connect}: cannot resolve: {exc.strerror}") from None
     result = TlsProbe().probe(
         str(address),
         target_port,
-        host or name.strip("[]"),
+        host or name,
         starttls or default_starttls(target_port),
     )
     if result.error is not None:

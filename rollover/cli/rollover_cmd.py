@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 NEEDS_A_PERSON = 10
 HELD_BY_A_FAULT = 9
+EVENT_TIMEOUT = 60.0  # seconds an on_event command may take before it is killed
 
 ServiceArg = Annotated[str, typer.Argument(metavar="SERVICE", help="Configured service.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Say what it is waiting for.")]
@@ -78,32 +79,20 @@ def _event_runner(command: Any) -> Any:
         return None
 
     def run_event(event: str, rollover: Any, message: str) -> None:
-        import os
-        import subprocess
+        from rollover.edges.commands import run_command
+        from rollover.errors import CommandError
 
-        env = dict(
-            os.environ,
-            ROLLOVER_SERVICE=rollover.service,
-            ROLLOVER_EVENT=event,
-            ROLLOVER_PHASE=rollover.phase.value,
-            ROLLOVER_MESSAGE=message,
-            ROLLOVER_OWNER=rollover.owner,
-        )
+        env = {
+            "ROLLOVER_SERVICE": rollover.service,
+            "ROLLOVER_EVENT": event,
+            "ROLLOVER_PHASE": rollover.phase.value,
+            "ROLLOVER_MESSAGE": message,
+            "ROLLOVER_OWNER": rollover.owner,
+        }
         try:
-            result = subprocess.run(
-                command,
-                shell=isinstance(command, str),
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            common.warn(f"on_event command failed: {exc}")
-            return
-        if result.returncode != 0:
-            common.warn(f"on_event command exited {result.returncode}")
+            run_command(command, label="on_event command", timeout=EVENT_TIMEOUT, env=env)
+        except CommandError as exc:
+            common.warn(str(exc))
 
     return run_event
 

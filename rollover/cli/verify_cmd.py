@@ -1,7 +1,7 @@
 """``rollover verify``: a DANE check as strict as Postfix, for people, cron and Nagios."""
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -21,6 +21,17 @@ Exit (Nagios): 0 OK; 1 WARNING (insecure zone, expiry within --warn days); 2 CRI
 record matches, bogus, STARTTLS missing, expired under usage 2); 3 UNKNOWN (lookup or connection
 failed). With several hosts the most severe wins: CRITICAL > UNKNOWN > WARNING > OK.
 """
+
+
+DEFAULT_TIMEOUT = 10.0
+
+
+def probe_timeout(option: float | None, configured: float | None) -> float:
+    """``--timeout`` when given (even when it equals the default), else the service's
+    ``probe.timeout``, else 10 s."""
+    if option is not None:
+        return option
+    return configured if configured is not None else DEFAULT_TIMEOUT
 
 
 def register(app: typer.Typer) -> None:
@@ -57,8 +68,13 @@ def verify_command(
         int, typer.Option("--warn", min=0, help="WARNING when the leaf expires within DAYS.")
     ] = 14,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.5, help="Seconds per address probe.")
-    ] = 10.0,
+        float | None,
+        typer.Option(
+            "--timeout",
+            min=0.5,
+            help="Seconds per address probe (default: the service's probe.timeout, else 10).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
     config: common.ConfigOption = None,
 ) -> None:
@@ -69,7 +85,7 @@ def verify_command(
     from rollover.edges.observer import DnsObserver, system_resolvers
     from rollover.edges.probe import TlsProbe, default_starttls
     from rollover.errors import InputError, ObserverError
-    from rollover.workflows.verification import Verifier, mx_targets
+    from rollover.workflows.verification import Verifier, check_pinning, mx_targets
 
     if sum(x is not None for x in (host, domain, service)) != 1:
         raise InputError("give exactly one of --host, --domain and --service")
@@ -85,7 +101,7 @@ def verify_command(
         connects = connects or list(svc.probe.connect)
         resolvers = resolvers or list(svc.resolvers or cfg.resolvers)
         auth = auth or list(svc.authoritative)
-        timeout = svc.probe.timeout if timeout == 10.0 else timeout
+    timeout = probe_timeout(timeout, svc.probe.timeout if service is not None else None)
     port = port or 25
     resolvers = resolvers or system_resolvers()
     verifier = Verifier(
@@ -117,8 +133,7 @@ def verify_command(
                 now=now,
                 warn_days=warn,
             )
-    else:
-        assert host is not None
+    elif host is not None:
         reports = verifier.verify_host(
             host,
             port=port,
@@ -128,36 +143,11 @@ def verify_command(
             now=now,
             warn_days=warn,
         )
-    if service is not None and svc.trust_anchors:
-        reports = _pin_check(svc, reports)
+    if service is not None:
+        reports = check_pinning(svc, reports)
     document = report_json(reports, notes)
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         sys.stdout.write(report_text(reports, notes))
     raise typer.Exit(document["exit"])
-
-
-def _pin_check(service: Any, reports: list[Any]) -> list[Any]:
-    """WARNING when a presented chain's issuer is not among the pinned trust anchors."""
-    import hashlib
-    from dataclasses import replace
-
-    from rollover.core.material import spki_der
-    from rollover.core.verdicts import worst
-    from rollover.edges.trust import load_anchors
-
-    pinned = {hashlib.sha256(spki_der(c)).hexdigest() for c in load_anchors(service.trust_anchors)}
-    checked = []
-    for report in reports:
-        reasons = list(report.reasons)
-        code = report.exit
-        for chain in report.chains:
-            if len(chain.certificates) > 1 and chain.certificates[1]["spki_sha256"] not in pinned:
-                reasons.append(
-                    f"{chain.asked}: the served issuer {chain.certificates[1]['subject']}"
-                    " is not among the pinned trust_anchors"
-                )
-                code = worst([code, 1])
-        checked.append(replace(report, reasons=tuple(reasons), exit=code))
-    return checked

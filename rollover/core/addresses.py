@@ -7,17 +7,30 @@ import ipaddress
 from rollover.errors import InputError
 
 
-def parse_server(text: str, default_port: int = 53) -> tuple[str, int]:
-    """``ADDR``, ``ADDR:PORT``, ``[V6]:PORT`` or a bare IPv6 address -> (address, port)."""
+def split_host_port(text: str, default_port: int, *, what: str = "server") -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``[V6]``, ``[V6]:PORT`` or a bare IPv6 address -> (host, port).
+
+    The one HOST:PORT parser: a name or an address, brackets removed. ``what`` names the
+    option or key in the error (``--connect``, ``server``)."""
     text = text.strip()
-    host, port = text, default_port
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest.startswith(":"):
-            port = _port(text, rest[1:])
+        host, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise InputError(f"{what} {text!r}: expected [IPV6]:PORT")
+        port = _port(text, rest[1:], what) if rest else default_port
     elif text.count(":") == 1:
         host, port_text = text.split(":")
-        port = _port(text, port_text)
+        port = _port(text, port_text, what)
+    else:
+        host, port = text, default_port
+    if not host:
+        raise InputError(f"{what} {text!r}: no host name or address")
+    return host, port
+
+
+def parse_server(text: str, default_port: int = 53) -> tuple[str, int]:
+    """``ADDR``, ``ADDR:PORT``, ``[V6]:PORT`` or a bare IPv6 address -> (address, port)."""
+    host, port = split_host_port(text, default_port)
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -27,9 +40,9 @@ def parse_server(text: str, default_port: int = 53) -> tuple[str, int]:
     return host, port
 
 
-def _port(text: str, port_text: str) -> int:
+def _port(text: str, port_text: str, what: str) -> int:
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        raise InputError(f"server {text!r}: bad port {port_text!r}")
+        raise InputError(f"{what} {text!r}: bad port {port_text!r}")
     return int(port_text)
 
 

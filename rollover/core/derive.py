@@ -79,8 +79,8 @@ def derive(material: Material, options: DeriveOptions, now: datetime) -> Derivat
 
 
 def _derive_from_key(material: Material, options: DeriveOptions, result: Derivation) -> None:
-    assert material.key_spki is not None
-    assert material.public_key is not None
+    if material.key_spki is None or material.public_key is None:
+        raise InputError(f"{material.label}: holds no certificate, key or CSR")
     kind = material.key_kind or "key"
     _warn_weak_key(material.label, material.public_key, result)
     for p in options.params:

@@ -290,13 +290,25 @@ def _load_cert_der(where: str, der: bytes) -> x509.Certificate:
 
 
 def load_presented_chain(where: str, ders: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
-    """Certificates a server presented. The TLS library accepted them, but this one is stricter
-    (DER, versions): a leaf it cannot parse is an error naming the server, never a traceback;
-    an issuer it cannot parse (a loose BER encoding, say) is left out, as a sender matching the
-    leaf would not need it (each certificate is parsed on its own)."""
-    leaf = _load_cert_der(f"{where}: presented certificate 1", ders[0]) if ders else None
-    issuers, _bad = parse_each(ders[1:])
-    return () if leaf is None else (leaf, *issuers)
+    """Certificates a server presented, as :func:`split_presented` reads them; a leaf that does
+    not parse is an error naming the server (the guards cannot tell which key it holds)."""
+    chain, problems = split_presented(ders)
+    if ders and not chain:
+        raise InputError(f"{where}: {problems[0]}")
+    return chain
+
+
+def split_presented(ders: Sequence[bytes]) -> tuple[tuple[x509.Certificate, ...], list[str]]:
+    """The chain a server presented as a sender can use it, and what could not be read. The
+    TLS library accepted the bytes, but this one is stricter (DER, versions). Each certificate
+    is parsed on its own: a leaf that does not parse leaves no chain (nothing can be
+    authenticated); an issuer that does not parse (a loose BER encoding, say) is left out, as a
+    sender matching the leaf would not need it. Every command reads presented chains here."""
+    parsed, problems = parse_each(ders)
+    if problems and problems[0].startswith("certificate 1 "):
+        problems[0] = "the leaf (" + problems[0].replace(" does", ") does", 1)
+        return (), problems
+    return tuple(parsed), problems
 
 
 def parse_each(ders: Sequence[bytes]) -> tuple[list[x509.Certificate], list[str]]:

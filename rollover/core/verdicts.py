@@ -9,7 +9,7 @@ wins, CRITICAL > UNKNOWN > WARNING > OK.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -174,13 +174,12 @@ def _chain(
 ) -> tuple[ChainReport, list[int], list[str], tuple[str, ...]]:
     codes: list[int] = []
     reasons: list[str] = []
-    from rollover.core.material import parse_each
+    from rollover.core.material import split_presented
 
-    # Each certificate on its own: an issuer in a loose (BER) encoding is reported, and the
-    # leaf still counts (a sender matching 3 1 1 never needs the issuer).
-    chain, unparsed = parse_each(presented.certificates)
-    if unparsed and unparsed[0].startswith("certificate 1 "):
-        chain = []  # without the leaf, nothing is authenticated
+    # An issuer in a loose (BER) encoding is reported, and the leaf still counts (a sender
+    # matching 3 1 1 never needs the issuer); without the leaf nothing is authenticated.
+    chain, unparsed = split_presented(presented.certificates)
+    leaf_unparsed = bool(presented.certificates) and not chain
     pkix_ok = None
     if (
         pkix is not None
@@ -193,9 +192,12 @@ def _chain(
         records, chain, port=port, reference_names=reference_names, now=now, pkix_ok=pkix_ok
     )
     kind = presented.asked if presented.asked != "default" else "default handshake"
-    for problem in unparsed:
+    if leaf_unparsed:
+        codes.append(2 if enforce else 1)
+        reasons.append(f"{kind}: {unparsed[0]}: no sender can authenticate it")
+    for problem in unparsed[1 if leaf_unparsed else 0 :]:
         reasons.append(f"{kind}: {problem} (ignored)")
-    if result.usable and not result.ok:
+    if result.usable and not result.ok and not leaf_unparsed:
         codes.append(2 if enforce else 1)
         reasons.append(f"{kind}: " + "; ".join(result.problems))
     days_left = None
@@ -291,3 +293,18 @@ def report_text(reports: Sequence[AddressReport], notes: Sequence[str] = ()) -> 
     code = worst([r.exit for r in reports] + ([3] if not reports else []))
     lines.append(STATUS[code])
     return "\n".join(lines) + "\n"
+
+
+def pinned_issuer_check(report: AddressReport, pinned: set[str]) -> AddressReport:
+    """The report with a WARNING for each presented chain whose issuer's SPKI (SHA-256 hex)
+    is not in ``pinned`` (trust-anchor pinning: an unexpected CA signed the server's leaf)."""
+    reasons = list(report.reasons)
+    code = report.exit
+    for chain in report.chains:
+        if len(chain.certificates) > 1 and chain.certificates[1]["spki_sha256"] not in pinned:
+            reasons.append(
+                f"{chain.asked}: the served issuer {chain.certificates[1]['subject']}"
+                " is not among the pinned trust_anchors"
+            )
+            code = worst([code, 1])
+    return replace(report, reasons=tuple(reasons), exit=code)

@@ -88,7 +88,10 @@ class TlsProbe:
                 )
             except ProbeError as exc:
                 if asked == "default" or exc.starttls_missing or str(exc) == "timed out":
-                    return ProbeResult(label, tuple(chains), str(exc), exc.starttls_missing)
+                    reason = str(exc)
+                    if reason.startswith("timed out"):
+                        reason += f" (the probe's limit: {self.timeout:g} s)"
+                    return ProbeResult(label, tuple(chains), reason, exc.starttls_missing)
                 # The server has no certificate of that algorithm: not an error.
             except ssl.SSLError as exc:
                 if asked == "default":

@@ -40,7 +40,8 @@ from rollover.core.phases import (
 from rollover.core.plan import Change, TlsaRRset, plan_publish
 from rollover.core.presented import LiveChains
 from rollover.core.promise import Context, Window, check_live, plan_rollover, violations
-from rollover.edges.deploy import DeployError, FileDeployer, write_file
+from rollover.edges.deploy import FileDeployer
+from rollover.edges.files import write_atomic
 from rollover.engine.associations import service_associations
 from rollover.engine.continuity import follow, mark
 from rollover.engine.staging import Staged, load_staged, presented_order, read_passphrase
@@ -482,13 +483,13 @@ class Engine:
         """Take the lease; take it over from a holder on this host whose process is gone
         (a crashed ``advance``), without waiting for it to expire."""
         now = self.clock.monotonic()
-        if self.store.acquire(rollover, self.holder, now, LEASE_SECONDS):
+        if self.store.acquire(rollover, self.holder, now, self.lease_term):
             return True
         holder = self.store.lease_holder(rollover, now)
         if holder is not None and _holder_dead(holder):
             self.store.break_lease(rollover, holder)
             self.store.append(rollover, self.clock.now(), "lease-broken", {"holder": holder})
-            return self.store.acquire(rollover, self.holder, now, LEASE_SECONDS)
+            return self.store.acquire(rollover, self.holder, now, self.lease_term)
         return False
 
     def _save_after(self, rollover: Rollover, decision: Decision, now: datetime) -> Rollover:
@@ -515,7 +516,23 @@ class Engine:
     def _renew(self, rollover: Rollover) -> bool:
         """Extend the lease before each step: a long advance (provider waits, probes) must not
         outlast it and let a second process act on the same rollover."""
-        return self.store.acquire(rollover, self.holder, self.clock.monotonic(), LEASE_SECONDS)
+        return self.store.acquire(rollover, self.holder, self.clock.monotonic(), self.lease_term)
+
+    @property
+    def lease_term(self) -> float:
+        """Longer than the longest single call made under it (a provider wait), so that the
+        renewal before each call (:meth:`_hold`) always lands inside the lease."""
+        return max(LEASE_SECONDS, self.wait_timeout + 60.0)
+
+    def _hold(self, rollover: Rollover) -> None:
+        """Renew the lease before a call that may block (a provider change or wait, a probe, a
+        DNS observation, a deploy): a step may take minutes, and a second process must never
+        find the lease expired and act on the same rollover meanwhile. Lost: stop here."""
+        if not self.store.acquire(rollover, self.holder, self.clock.monotonic(), self.lease_term):
+            raise ConflictError(
+                f"the lease on the rollover of {rollover.service} was lost to another process "
+                "while this one worked; stopped before acting further"
+            )
 
     def _save_wait(self, rollover: Rollover, decision: Decision, fault: str | None) -> Rollover:
         """A wait is stored with the fault that holds it (shown by status), or none."""
@@ -556,6 +573,7 @@ class Engine:
             self.ownership.seen(r.owner, records, self.clock.now(), self._boot(), rrset.ttl)
             if phase == Phase.VERIFYING:
                 self._reconcile_retired(r, records)
+            self._hold(r)
             observation = self.observer.observe(r.owner)
             final = phase == Phase.VERIFYING
             served = self._served(r, observation, final=final)
@@ -570,6 +588,7 @@ class Engine:
             )
         if phase == Phase.CUTTING_OVER:
             self.checkpoint("during-cutover")
+            self._hold(r)
             live = self.live()
             if live.error is not None:
                 return Facts(live_new=False, live_error=live.error, fault=live.error)
@@ -684,6 +703,7 @@ class Engine:
         )
         self.ownership.seen(r.owner, change.after.records, now, self._boot(), change.after.ttl)
         self.store.append(r, self.clock.now(), "provider-change", detail)
+        self._hold(r)
         self.provider.wait(receipt, self.wait_timeout)
         if change.added:
             self.ownership.confirm(r.owner, change.added, self.clock.now(), self._boot())
@@ -691,6 +711,7 @@ class Engine:
 
     def _apply(self, r: Rollover, change: Change, point: str) -> None:
         self.before_change(r, change)
+        self._hold(r)
         receipt = self.provider.apply(change)
         self.checkpoint(point)
         self.after_change(r, change, receipt)
@@ -733,8 +754,10 @@ class Engine:
         self._check_deploy_window(r, staged)
         if not deployer.matches(staged.chain, staged.key):
             self._backup(r, deployer)
+            self._hold(r)
             deployer.install(staged.chain, staged.key)
             self.checkpoint("after-install")
+        self._hold(r)
         deployer.reload()
         self.checkpoint("after-reload")
         self.store.append(
@@ -748,6 +771,7 @@ class Engine:
         """The rule, checked on the world before the deploy: the RRset the provider holds now
         (every cache holds it, it aged) authenticates the chains presented now and the new."""
         records = self.provider.read(r.owner).records
+        self._hold(r)
         live = self.live()
         if live.error is not None:
             raise PreconditionError(
@@ -768,8 +792,8 @@ class Engine:
         chain, key = deployer.deployed()
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         if chain is not None and key is not None:
-            write_file(str(directory / "key.pem"), key, private=True)
-            write_file(str(directory / "chain.pem"), chain, private=True)
+            write_atomic(directory / "key.pem", key)
+            write_atomic(directory / "chain.pem", chain)
 
     def _backup_dir(self, r: Rollover) -> Path:
         return Path(self.state_dir) / "backups" / f"{r.service}-{r.id}"
@@ -778,6 +802,7 @@ class Engine:
         current = self.provider.read(r.owner)
         if not (r.new <= current.records or r.kept <= current.records):
             return None  # the guard: the decision republishes first
+        self._hold(r)
         live = self.live()
         if live.error is not None:
             raise PreconditionError(
@@ -836,6 +861,7 @@ class Engine:
     def _presenting_new(self, r: Rollover) -> str | None:
         """Which address presents the staged key now (a probe that fails is a refusal too:
         not knowing is not permission)."""
+        self._hold(r)
         live = self.live()
         if live.error is not None:
             raise PreconditionError(
@@ -1052,4 +1078,4 @@ def _holder_dead(holder: str) -> bool:
     return False
 
 
-__all__ = ["AdvanceResult", "DeployError", "Engine", "Staged", "load_staged"]
+__all__ = ["AdvanceResult", "Engine"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rollover.config import ServiceConfig
-from rollover.edges.deploy import write_file
+from rollover.edges.files import write_atomic
 from rollover.errors import ConfigError
 
 ALGORITHMS = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
@@ -91,4 +91,4 @@ def selector1_service(service: ServiceConfig) -> ServiceConfig:
 
 def write_key(path: str, key: Any) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_file(path, private_pem(key), private=True)
+    write_atomic(path, private_pem(key))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rollover.config import Config, ServiceConfig
-from rollover.edges.deploy import write_file
+from rollover.edges.files import write_atomic
 from rollover.errors import InputError
 
 if TYPE_CHECKING:
@@ -111,8 +111,8 @@ def stage(state_dir: str, service: str, renewal: Renewal, now: datetime) -> tupl
         key = Path(renewal.key).read_bytes()
     except OSError as exc:
         raise InputError(f"{exc.filename}: cannot read the renewed files: {exc.strerror}") from None
-    write_file(str(key_path), key, private=True)
-    write_file(str(chain_path), chain, private=True)
+    write_atomic(key_path, key)
+    write_atomic(chain_path, chain)
     return str(chain_path), str(key_path)
 
 
@@ -164,12 +164,12 @@ def take_renewal(
     from rollover.edges.deploy import FileDeployer
     from rollover.edges.files import read_source
     from rollover.engine.associations import service_associations
-    from rollover.engine.machine import load_staged
-    from rollover.errors import ConfigError
+    from rollover.engine.staging import load_staged
+    from rollover.errors import ConfigError, ConflictError
 
     active = engine.store.current(service.name)
     if active is not None and active.phase not in FINAL:
-        raise ConfigError(
+        raise ConflictError(
             f"services.{service.name}: a rollover is already in progress "
             f"({active.phase}); this renewal was not staged"
         )

@@ -14,16 +14,18 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from rollover.config import ServiceConfig
 from rollover.core.addresses import parse_server
 from rollover.core.association import owner_name
 from rollover.core.dnsparse import tolerate_malformed_tlsa
+from rollover.core.matching import spki_sha256
 from rollover.core.observation import DnssecState, Observation
 from rollover.core.presented import ProbeResult
-from rollover.core.verdicts import AddressReport, evaluate, tlsa_view
+from rollover.core.verdicts import AddressReport, evaluate, pinned_issuer_check, tlsa_view
 from rollover.edges.live import ask_resolver, host_addresses
 from rollover.edges.observer import DnsObserver, internet
 from rollover.edges.probe import TlsProbe
-from rollover.edges.trust import pkix_validator
+from rollover.edges.trust import load_anchors, pkix_validator
 from rollover.errors import ObserverError
 
 
@@ -208,6 +210,15 @@ def cname_target(host: str, resolvers: Sequence[str], timeout: float) -> tuple[s
         name = aliases[name]
         seen.add(name)
     return name.to_text().lower(), bool(response.flags & dns.flags.AD)
+
+
+def check_pinning(service: ServiceConfig, reports: list[AddressReport]) -> list[AddressReport]:
+    """WARNING where a presented chain's issuer is not among the service's pinned
+    ``trust_anchors``: ``verify --service`` and ``metrics`` both judge a service by this."""
+    if not service.trust_anchors:
+        return reports
+    pinned = {spki_sha256(c) for c in load_anchors(service.trust_anchors)}
+    return [pinned_issuer_check(report, pinned) for report in reports]
 
 
 tolerate_malformed_tlsa()  # a malformed TLSA record is unusable, not unreadable

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from rollover.core.material import spki_der
+from rollover.errors import DeployError
 from tests.dane_sender import assert_clean
 from tests.e2e.test_rollover_lab import wait_sender_ready
 from tests.fakedns import FakeDns
@@ -91,7 +92,7 @@ def test_reload_failing_then_fixed(env: ServiceEnv) -> None:
         start(env)
         advance_until(env, "deploying")
         failed = env.rollover("advance", env.name)
-        assert failed.returncode == 5
+        assert failed.returncode == DeployError.exit_code == 12
         assert "reload command exited 1: postfix: fatal: bad config" in failed.stderr
         assert "Traceback" not in failed.stderr
         status = json.loads(env.rollover("status", env.name, "--json").stdout)
@@ -122,7 +123,7 @@ def test_reload_hanging_is_killed_after_its_timeout(env: ServiceEnv) -> None:
     began = time.monotonic()
     hung = env.rollover("advance", env.name)
     assert time.monotonic() - began < 15
-    assert hung.returncode == 5
+    assert hung.returncode == DeployError.exit_code
     assert "killed after 1 s" in hung.stderr
     env.write_config()
     finish(env)

@@ -43,6 +43,15 @@ def test_pinned_trust_anchors_published_and_checked(lab: Lab, tmp_path: Path) ->
         assert warned.returncode == 1
         reasons = json.loads(warned.stdout)["results"][0]["reasons"]
         assert any("not among the pinned trust_anchors" in r for r in reasons)
+        # metrics judges the service as verify --service does: pinning included
+        metrics = env.rollover("metrics")
+        assert metrics.returncode == 0, metrics.stderr
+        verify_status = [
+            line
+            for line in metrics.stdout.splitlines()
+            if line.startswith("rollover_verify_status{")
+        ]
+        assert verify_status == [f'rollover_verify_status{{service="{env.name}"}} 1']
         # status says so too, offline, from the deployed chain
         assert env.start_rollover().returncode == 0
         status = json.loads(env.rollover("status", env.name, "--json").stdout)

@@ -100,7 +100,7 @@ def test_waits_shortened_below_the_ttl_make_the_sender_fail(
 
 
 def _staged(env: ServiceEnv):  # type: ignore[no-untyped-def]
-    from rollover.engine.machine import load_staged
+    from rollover.engine.staging import load_staged
 
     return load_staged(str(env.staged_chain), str(env.staged_key), None)
 
