@@ -45,6 +45,7 @@ from hypothesis.stateful import (
 )
 
 import rollover.core.phases
+import rollover.engine.facts
 import rollover.engine.machine
 from rollover.core.association import Association
 from rollover.core.matching import usable_records
@@ -580,7 +581,8 @@ def wall_clock_step_while_ageing(world: World) -> None:
 
 def undo_history(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast path as it was: reads only, no look at the zone's history."""
-    monkeypatch.setattr(rollover.engine.machine, "follow", lambda *_a, **_k: None)
+    for module in (rollover.engine.machine, rollover.engine.facts):
+        monkeypatch.setattr(module, "follow", lambda *_a, **_k: None)
 
 
 def next_key_blinked(world: World) -> None:

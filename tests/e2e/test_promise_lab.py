@@ -524,10 +524,11 @@ def test_with_the_fix_undone_the_sender_catches_it(
 ) -> None:
     """The same shapes with the planner and the engine's rule checks undone: the strict sender
     records failures, and OpenSSL confirms them."""
+    import rollover.engine.actions
     import rollover.engine.machine
 
     monkeypatch.setattr(rollover.engine.machine, "plan_rollover", _naive_plan)
-    monkeypatch.setattr(rollover.engine.machine, "violations", lambda *_a, **_k: [])
+    monkeypatch.setattr(rollover.engine.actions, "violations", lambda *_a, **_k: [])
     records = ("3 1 1", "3 1 2") if shape == "removing 3 1 2" else ("3 1 1",)
     env = ServiceEnv(lab, tmp_path, records=records)
     env.start_server()
