@@ -72,6 +72,8 @@ def parse_settings(section: Section, warnings: list[str]) -> Rfc2136Settings:
         check_secret_file(secret_file, tsig_section.key("secret_file"), section.source, warnings)
         key = read_secret_file(secret_file, name, algorithm, where)
     else:
+        if key_file is None:  # excluded just above; said again for the type checker
+            raise tsig_section.fail("key_file", "give exactly one of secret_file and key_file")
         where = f"{section.source}: {tsig_section.key('key_file')}"
         check_secret_file(key_file, tsig_section.key("key_file"), section.source, warnings)
         key = read_key_file(key_file, name, where)

@@ -68,7 +68,7 @@ def parse_settings(section: Section, warnings: list[str]) -> Route53Settings:
         region=section.text("region"),
         endpoint_url=section.text("endpoint_url"),
         wait_timeout=section.number("wait_timeout", 300.0, low=1.0),
-        private_zone=bool(section.get("private_zone", bool, False)),
+        private_zone=section.flag("private_zone", False),
         max_attempts=section.integer("max_attempts", 5, low=1, high=20),
     )
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from rollover.core.association import normalize_host, owner_name
 from rollover.core.params import TlsaParams, parse_params
@@ -46,20 +46,15 @@ class Section:
     def has(self, name: str) -> bool:
         return name in self.raw
 
-    def get(
-        self,
-        name: str,
-        kind: type[T] | tuple[type, ...],
-        default: Any = None,
-        *,
-        required: bool = False,
-    ) -> Any:
+    def get(self, name: str, kind: type | tuple[type, ...], *, required: bool = False) -> object:
+        """The value at ``name`` checked against ``kind`` (a bool is never a number), or None
+        when it is absent and not required."""
         self.seen.add(name)
         if name not in self.raw or self.raw[name] is None:
             if required:
                 raise self.fail(name, "is required")
-            return default
-        value = self.raw[name]
+            return None
+        value: object = self.raw[name]
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if isinstance(value, bool) and bool not in kinds:
             raise self.fail(name, f"expected {_kind_names(kinds)}, got {value!r}")
@@ -67,43 +62,50 @@ class Section:
             raise self.fail(name, f"expected {_kind_names(kinds)}, got {value!r}")
         return value
 
-    def text(self, name: str, default: str | None = None, *, required: bool = False) -> Any:
-        value = self.get(name, str, default, required=required)
-        if isinstance(value, str) and not value.strip() and (required or name in self.raw):
+    @overload
+    def text(self, name: str, default: str) -> str: ...
+    @overload
+    def text(self, name: str, default: None = None, *, required: Literal[True]) -> str: ...
+    @overload
+    def text(self, name: str, default: None = None, *, required: bool = False) -> str | None: ...
+    def text(self, name: str, default: str | None = None, *, required: bool = False) -> str | None:
+        value = self.get(name, str, required=required)
+        if value is None:
+            return default
+        if not isinstance(value, str) or not value.strip():
             raise self.fail(name, "must not be empty")
         return value
 
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.get(name, bool)
+        return default if value is None else bool(value)
+
     def integer(
-        self,
-        name: str,
-        default: int | None = None,
-        *,
-        low: int | None = None,
-        high: int | None = None,
-        required: bool = False,
-    ) -> Any:
-        value = self.get(name, int, default, required=required)
-        if value is not None and (
-            (low is not None and value < low) or (high is not None and value > high)
-        ):
+        self, name: str, default: int, *, low: int | None = None, high: int | None = None
+    ) -> int:
+        value = self.get(name, int)
+        if value is None:
+            return default
+        if not isinstance(value, int):
+            raise self.fail(name, f"expected an integer, got {value!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
             raise self.fail(name, f"{value} is out of range {low}..{high}")
         return value
 
-    def number(
-        self,
-        name: str,
-        default: float | None = None,
-        *,
-        low: float | None = None,
-        required: bool = False,
-    ) -> Any:
-        value = self.get(name, (int, float), default, required=required)
-        if value is not None and low is not None and value < low:
+    def number(self, name: str, default: float, *, low: float | None = None) -> float:
+        value = self.get(name, (int, float))
+        if value is None:
+            return default
+        if not isinstance(value, (int, float)):
+            raise self.fail(name, f"expected a number, got {value!r}")
+        if low is not None and value < low:
             raise self.fail(name, f"{value} is below {low}")
-        return None if value is None else float(value)
+        return float(value)
 
     def strings(self, name: str, default: list[str] | None = None) -> list[str]:
-        value = self.get(name, list, default if default is not None else [])
+        value = self.get(name, list)
+        if not isinstance(value, list):
+            return list(default or [])
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
                 raise ConfigError(f"{self.source}: {self.key(name)}[{i}]: expected a string")
@@ -114,7 +116,7 @@ class Section:
         with shell-like quoting. Only when ``shell_key`` is true is a string handed to /bin/sh
         (returned as a string); a string that needs a shell without it is refused."""
         value = self.get(name, (list, str))
-        shell = bool(self.get(shell_key, bool, False))
+        shell = self.flag(shell_key, False)
         if value is None:
             return None
         if isinstance(value, list):
@@ -125,11 +127,11 @@ class Section:
                     shell_key, f"runs a string through /bin/sh: give {name} as a string"
                 )
             return list(value)
-        if not value.strip():
+        if not isinstance(value, str) or not value.strip():
             raise self.fail(name, "must not be empty")
         if shell:
-            return str(value)
-        return self._arguments(name, shell_key, str(value))
+            return value
+        return self._arguments(name, shell_key, value)
 
     def _arguments(self, name: str, shell_key: str, text: str) -> list[str]:
         import shlex

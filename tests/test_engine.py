@@ -620,7 +620,11 @@ GUARDS = {
         records=frozenset(),
     ),
     "an address presents the old key while retiring: its record stays": Guard(
-        address_back_on_the_old_key, Phase.RETIRING, "the old associations still match a key", True, restore_address
+        address_back_on_the_old_key,
+        Phase.RETIRING,
+        "the old associations still match a key",
+        True,
+        restore_address,
     ),
     "the new record deleted after the deploy: republished before any retire": Guard(
         new_deleted_after_the_deploy, Phase.RETIRING, "republishing them, the old ones stay", True

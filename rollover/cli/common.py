@@ -1,7 +1,7 @@
 """Options and helpers shared by the commands that use the configuration."""
 
 import os
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -9,7 +9,8 @@ from rollover.errors import InputError
 from rollover.ports import no_checkpoint
 
 if TYPE_CHECKING:
-    from rollover.ports import Checkpoint
+    from rollover.config import Config, ServiceConfig
+    from rollover.ports import Checkpoint, LiveProbe, Provider
 
 ConfigOption = Annotated[
     str | None,
@@ -68,7 +69,7 @@ def warn(line: str) -> None:
         typer.echo(f"rollover: warning: {line}", err=True)
 
 
-def load_config(path_option: str | None) -> Any:
+def load_config(path_option: str | None) -> "Config":
     """The validated configuration; its warnings go to stderr."""
     from rollover import providers
     from rollover.config import config_path, load_config
@@ -79,13 +80,13 @@ def load_config(path_option: str | None) -> Any:
     return config
 
 
-def make_provider(config: Any, name: str) -> Any:
+def make_provider(config: "Config", name: str) -> "Provider":
     from rollover.engine.build import make_provider
 
     return make_provider(config, name)
 
 
-def state_dir(config: Any, option: str | None) -> str:
+def state_dir(config: "Config", option: str | None) -> str:
     return str(option or config.state_dir)
 
 
@@ -104,7 +105,7 @@ def passphrase(path: str | None, env_name: str) -> bytes | None:
     return value.encode() if value else None
 
 
-def service_live(config: Any, service: Any) -> Any:
+def service_live(config: "Config", service: "ServiceConfig") -> "LiveProbe":
     from rollover.engine.build import service_live
 
     return service_live(config, service)

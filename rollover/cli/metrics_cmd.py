@@ -1,11 +1,16 @@
 """``rollover metrics``: Prometheus text-format metrics for the textfile collector."""
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rollover.cli import common
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from rollover.config import Config, ServiceConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -54,7 +59,7 @@ def metrics(
         write_atomic(output, text.encode(), mode=0o644, keep_mode=True)
 
 
-def _verify(cfg: Any, service: Any, now: Any) -> tuple[int, int | None]:
+def _verify(cfg: "Config", service: "ServiceConfig", now: "datetime") -> tuple[int, int | None]:
     from rollover.core.verdicts import worst
     from rollover.edges.observer import DnsObserver
     from rollover.edges.probe import TlsProbe, default_starttls

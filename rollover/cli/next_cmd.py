@@ -1,10 +1,13 @@
 """``rollover next``: the "current + next" key scheme."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rollover.cli import common
+
+if TYPE_CHECKING:
+    from rollover.config import Config, ServiceConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -57,8 +60,8 @@ def next_command(
 
 
 def ensure_next(
-    cfg: Any,
-    service: Any,
+    cfg: "Config",
+    service: "ServiceConfig",
     state_dir: str | None,
     *,
     rotate: bool = False,
@@ -114,7 +117,9 @@ def ensure_next(
             _say(f"{service.name}: next key placed at {target}")
 
 
-def rotate_after_done(cfg: Any, service: Any, state_dir: str | None, staged_spki: str) -> None:
+def rotate_after_done(
+    cfg: "Config", service: "ServiceConfig", state_dir: str | None, staged_spki: str
+) -> None:
     """After a rollover to the next key: a fresh next key, published at once."""
     from rollover.workflows import nextkey
 

@@ -1,13 +1,17 @@
 """``rollover start | advance | run | status | abort | rollback | history``."""
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rollover.cli import common
 
+EventHandler = Callable[[str, "Rollover", str], None]
+
 if TYPE_CHECKING:
+    from rollover.config import Config, ServiceConfig
     from rollover.core.phases import Rollover
     from rollover.engine.machine import Engine
 
@@ -40,7 +44,9 @@ def register(app: typer.Typer) -> None:
     app.command("history")(history)
 
 
-def engine_for(cfg: Any, name: str, state_dir: str | None, out: Any) -> "Engine":
+def engine_for(
+    cfg: "Config", name: str, state_dir: str | None, out: Callable[[str], None]
+) -> "Engine":
     """The engine of a configured service, its events sent to the configured on_event."""
     from rollover.engine.build import build_engine
 
@@ -54,11 +60,11 @@ def engine_for(cfg: Any, name: str, state_dir: str | None, out: Any) -> "Engine"
     )
 
 
-def _on_event(cfg: Any, service: Any, state_dir: str | None) -> Any:
+def _on_event(cfg: "Config", service: "ServiceConfig", state_dir: str | None) -> EventHandler:
     """The configured on_event command, and the fresh next key after a rollover to it."""
     runner = _event_runner(cfg.on_event)
 
-    def handle(event: str, rollover: Any, message: str) -> None:
+    def handle(event: str, rollover: "Rollover", message: str) -> None:
         if event == "done":
             from rollover.cli.next_cmd import rotate_after_done
 
@@ -72,13 +78,13 @@ def _on_event(cfg: Any, service: Any, state_dir: str | None) -> Any:
     return handle
 
 
-def _event_runner(command: Any) -> Any:
+def _event_runner(command: list[str] | str | None) -> EventHandler | None:
     """The configured ``on_event`` command, run with ROLLOVER_* variables; its failure is a
     warning, never a reason to stop the rollover."""
     if command is None:
         return None
 
-    def run_event(event: str, rollover: Any, message: str) -> None:
+    def run_event(event: str, rollover: "Rollover", message: str) -> None:
         from rollover.edges.commands import run_command
         from rollover.errors import CommandError
 
@@ -382,7 +388,7 @@ def _report(rollover: "Rollover", *, verbose: bool) -> None:
     _say(line)
 
 
-def _status_warnings(service: Any) -> list[str]:
+def _status_warnings(service: "ServiceConfig | None") -> list[str]:
     """Offline checks for status: the deployed chain's issuer against the pinned anchors."""
     if service is None or service.deploy is None or not service.trust_anchors:
         return []
