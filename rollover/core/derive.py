@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from rollover.core.association import Association, association_data
 from rollover.core.chain import build_chain, is_ca, select_trust_anchor
-from rollover.core.material import Material, describe_key, key_type, spki_der
+from rollover.core.keys import describe_key, key_type
+from rollover.core.material import Material, spki_der
 from rollover.core.params import TlsaParams
 from rollover.errors import InputError
 

@@ -8,26 +8,25 @@ from collections.abc import Sequence
 import dns.exception
 import dns.flags
 import dns.message
-import dns.query
 import dns.rcode
 import dns.rdatatype
 
 from rollover.core.addresses import parse_server
 from rollover.core.material import load_presented_chain
 from rollover.core.presented import LiveChains
+from rollover.edges.dnsquery import exchange
 from rollover.edges.observer import internet
 from rollover.edges.probe import TlsProbe
 from rollover.errors import InputError, ObserverError
 
 
 def ask_resolver(resolver: str, name: str, rdtype: str, timeout: float) -> dns.message.Message:
+    """One question to a validating resolver (``ADDR[:PORT]``), through the one query helper."""
     address, port = parse_server(resolver)
-    query = dns.message.make_query(name, rdtype, want_dnssec=True)
-    query.flags |= dns.flags.AD
     try:
-        return dns.query.udp_with_fallback(query, address, port=port, timeout=timeout)[0]
-    except (dns.exception.DNSException, OSError, EOFError) as exc:
-        raise ObserverError(f"resolver {resolver}: {name} {rdtype}: {exc or 'timed out'}") from None
+        return exchange(address, port, name, rdtype, recursive=True, timeout=timeout)[0]
+    except ObserverError as exc:
+        raise ObserverError(f"resolver {exc} ({name} {rdtype})") from None
 
 
 def host_addresses(host: str, resolvers: Sequence[str], timeout: float) -> list[str]:

@@ -18,7 +18,6 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
-import dns.query
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -34,10 +33,10 @@ from rollover.core.observation import (
     ServerAnswer,
     classify,
 )
+from rollover.edges.dnsquery import exchange
 from rollover.errors import InputError, ObserverError
 
 MAX_CNAME_HOPS = 8
-PAYLOAD = 1232  # DNS flag day 2020 EDNS buffer size
 
 
 def system_resolvers() -> list[str]:
@@ -82,28 +81,16 @@ class DnsObserver:
         recursive: bool,
         checking_disabled: bool = False,
     ) -> tuple[dns.message.Message, str]:
-        query = dns.message.make_query(qname, rdtype, want_dnssec=True, payload=PAYLOAD)
-        if recursive:
-            query.flags |= dns.flags.CD if checking_disabled else dns.flags.AD
-        else:
-            query.flags &= ~dns.flags.RD
-        last: Exception | None = None
-        for _attempt in range(max(1, self.tries)):
-            try:
-                response, used_tcp = dns.query.udp_with_fallback(
-                    query, address, timeout=self.timeout, port=port
-                )
-                return response, "tcp" if used_tcp else "udp"
-            except (dns.exception.Timeout, OSError) as exc:
-                last = exc
-            except EOFError:
-                last = ConnectionError("the server closed the TCP connection")
-            except dns.exception.DNSException as exc:  # malformed, wrong id/question...
-                raise ObserverError(f"{format_server(address, port)}: bad answer: {exc}") from None
-        if isinstance(last, dns.exception.Timeout):
-            total = self.timeout * max(1, self.tries)
-            raise ObserverError(f"{format_server(address, port)}: timed out after {total:g} s")
-        raise ObserverError(f"{format_server(address, port)}: {last}")
+        return exchange(
+            address,
+            port,
+            qname,
+            rdtype,
+            recursive=recursive,
+            timeout=self.timeout,
+            tries=self.tries,
+            checking_disabled=checking_disabled,
+        )
 
     def _asker(self, address: str, port: int, *, recursive: bool) -> Ask:
         """Infrastructure look-ups (SOA walk, NS set) go with CD=1: a bogus zone must still be

@@ -16,8 +16,8 @@ from cryptography import x509
 
 from rollover.config import ServiceConfig
 from rollover.core.association import Association
+from rollover.core.keys import describe_key
 from rollover.core.matching import match_chain, spki_sha256
-from rollover.core.material import describe_key
 from rollover.core.phases import (
     CUTOVER_TIMEOUT,
     Rollover,
