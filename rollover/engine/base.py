@@ -23,7 +23,6 @@ from rollover.core.phases import (
     Rollover,
 )
 from rollover.core.promise import Context
-from rollover.edges.deploy import FileDeployer
 from rollover.engine.staging import Staged, load_staged, read_passphrase
 from rollover.errors import PreconditionError, RolloverError
 from rollover.ports import (
@@ -113,12 +112,11 @@ class EngineBase:
         ).ok
 
     def _deployer(self) -> Deployer:
-        if self.deployer is not None:
-            return self.deployer
-        deploy = self.service.deploy
-        if deploy is None:
+        """The deployer handed in (:func:`rollover.engine.build.build_engine` makes the file
+        deployer of a configured ``deploy:``); none means the service cannot be deployed to."""
+        if self.deployer is None:
             raise PreconditionError(f"services.{self.service.name}.deploy is not configured")
-        return FileDeployer(deploy)
+        return self.deployer
 
     def staged(self, r: Rollover) -> Staged:
         """The staged chain and key as recorded at start (an encrypted key's passphrase read

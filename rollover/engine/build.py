@@ -98,6 +98,7 @@ def build_engine(
 ) -> Engine:
     """The engine of service ``name`` over the real provider, DNS, server, state and clock."""
     from rollover.edges.clock import SystemClock
+    from rollover.edges.deploy import FileDeployer
     from rollover.state.ownership import OwnershipStore
     from rollover.state.store import SqliteStateStore
 
@@ -116,6 +117,7 @@ def build_engine(
         safety_factor=config.safety_factor,
         out=out,
         on_event=on_event,
+        deployer=None if service.deploy is None else FileDeployer(service.deploy),
         checkpoint=checkpoint,
         shared=shared_live(config, service),
     )
