@@ -960,7 +960,7 @@ ABORTS = [
     ),
     pytest.param(cutting_over, False, "use rollover rollback", id="cutting over"),
     pytest.param(retiring, False, "use rollover rollback", id="retiring"),
-    pytest.param(failed, False, "no rollover in progress", id="failed in the cut-over"),
+    pytest.param(failed, False, "use rollover rollback", id="failed in the cut-over"),
     pytest.param(done, False, "no rollover in progress", id="done"),
 ]
 

@@ -63,9 +63,13 @@ class Recovery(Actions):
         return any(spki_sha256(c) == r.staged_spki for c in certificates)
 
     def abort(self) -> Rollover:
-        r = self._claim()
+        """Withdraw the new associations of a rollover that never deployed (a failed one too:
+        it is judged by what the server's files and addresses hold, like any other)."""
+        r = self._claim(allow_failed=True)
         try:
-            if r.phase not in (*BEFORE_DEPLOY, Phase.DEPLOYING) or self._deployed_new(r):
+            if r.phase not in (*BEFORE_DEPLOY, Phase.DEPLOYING, Phase.FAILED) or self._deployed_new(
+                r
+            ):
                 raise PreconditionError(
                     f"the new key may already be deployed ({r.phase}); abort "
                     "is only possible before the deploy step: use rollover rollback"
