@@ -187,7 +187,9 @@ class FactFinding(Leases):
     def _facts(self, r: Rollover) -> Facts:
         phase = r.phase
         if phase == Phase.PUBLISHING:
-            return Facts(provider_records=self.provider.read(r.owner).records)
+            records = self.provider.read(r.owner).records
+            self._reconcile_published(r, records)
+            return Facts(provider_records=records)
         if phase == Phase.RETIRING:
             records = self.provider.read(r.owner).records
             self._reconcile_retired(r, records)
@@ -285,6 +287,21 @@ class FactFinding(Leases):
             detail=detail,
             fault="; ".join(faults) or None,
         )
+
+    def _reconcile_published(self, r: Rollover, records: frozenset[Association]) -> None:
+        """A publication the provider applied but whose record never came back (a kill between
+        the call and its record, a lost reply) is recorded once it is seen: the history says
+        so, and its age starts now (never earlier than it really did)."""
+        unconfirmed = {a for a, at in self.ownership.published_at(r.owner).items() if at is None}
+        appeared = frozenset(unconfirmed & r.published & records)
+        if appeared:
+            self.ownership.confirm(r.owner, appeared, self.clock.now(), self._boot())
+            self.store.append(
+                r,
+                self.clock.now(),
+                "provider-change-seen",
+                {"added": sorted(map(str, appeared)), "detail": "applied, reply not recorded"},
+            )
 
     def _reconcile_retired(self, r: Rollover, records: frozenset[Association]) -> None:
         """A removal the provider applied but whose reply never came back (a dropped connection,
