@@ -1,16 +1,13 @@
 """The state directory: created 0700 and checked writable. State files are replaced with
 :func:`rollover.edges.files.write_atomic` (0600 whatever the umask, fsync, atomic rename) under
-:func:`rollover.edges.files.locked`; both are re-exported here for the state modules."""
+:func:`rollover.edges.files.locked`."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from rollover.edges.files import locked, write_atomic
 from rollover.errors import ConfigError
-
-__all__ = ["ensure_dir", "locked", "write_atomic"]
 
 
 def ensure_dir(path: Path) -> None:

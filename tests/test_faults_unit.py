@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from rollover.core.phases import Facts, Phase, decide
+from rollover.edges.files import write_atomic
 from rollover.errors import RolloverError
-from rollover.state.files import write_atomic
 from rollover.state.store import SqliteStateStore
 from tests.test_phases import NOW, rollover
 

@@ -18,7 +18,8 @@ from rollover import providers
 from rollover.config import DeployConfig, parse_config
 from rollover.core.material import parse_material
 from rollover.core.plan import TlsaRRset
-from rollover.edges.deploy import FileDeployer, unsafe_path_reason
+from rollover.edges.deploy import FileDeployer
+from rollover.edges.files import unsafe_path_reason
 from rollover.errors import DeployError, RolloverError
 from rollover.providers.zonetext import read_rrset, replace_rrset
 from tests.certs import csr_pem, der, key_pem, make_pki, pem

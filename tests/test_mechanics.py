@@ -212,11 +212,7 @@ def test_locked_creates_the_lock_0600_and_reports_failures(tmp_path: Path, umask
 
 
 def test_there_is_one_writer() -> None:
-    """The state module and the deploy module lean on the one writer, not copies of it."""
-    from rollover.state import files as state_files
-
-    assert state_files.write_atomic is files.write_atomic
-    assert state_files.locked is files.locked
+    """The state, deploy and zone-file modules lean on the one writer, not copies of it."""
     root = Path(files.__file__).resolve().parents[2]
     sources = [
         *root.glob("rollover/**/*.py"),

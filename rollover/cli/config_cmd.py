@@ -20,7 +20,7 @@ def check(config: common.ConfigOption = None) -> None:
     cfg = common.load_config(config)
     for line in acme_live_warnings(cfg):
         common.warn(line)
-    from rollover.edges.deploy import unsafe_path_reason
+    from rollover.edges.files import unsafe_path_reason
     from rollover.errors import ConfigError
 
     for service in cfg.services.values():

@@ -15,7 +15,7 @@ from rollover.edges.commands import run_command
 from rollover.edges.files import unsafe_path_reason, write_atomic
 from rollover.errors import CommandError, DeployError, FileError
 
-__all__ = ["FileDeployer", "unsafe_path_reason", "write_file"]
+__all__ = ["FileDeployer", "write_file"]
 
 
 def _read(path: str) -> bytes | None:
