@@ -29,13 +29,7 @@ class FakeDns:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> FakeDns:
-        self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._udp.bind((self.address, 0))
-        self.port = self._udp.getsockname()[1]
-        self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._tcp.bind((self.address, self.port))
-        self._tcp.listen(16)
+        self._udp, self._tcp = self._bind_pair()
         for sock in (self._udp, self._tcp):
             sock.settimeout(0.1)
         for target in (self._serve_udp, self._serve_tcp):
@@ -43,6 +37,26 @@ class FakeDns:
             thread.start()
             self._threads.append(thread)
         return self
+
+    def _bind_pair(self) -> tuple[socket.socket, socket.socket]:
+        """A UDP and a TCP socket on one free port: a port free for UDP may be taken for TCP
+        (another test's server), so a taken one is given back and another tried."""
+        for _attempt in range(50):
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind((self.address, 0))
+            port = udp.getsockname()[1]
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                tcp.bind((self.address, port))
+            except OSError:
+                udp.close()
+                tcp.close()
+                continue
+            tcp.listen(16)
+            self.port = port
+            return udp, tcp
+        raise OSError(f"no port on {self.address} free for both UDP and TCP")
 
     @property
     def endpoint(self) -> str:
