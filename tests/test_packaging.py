@@ -101,3 +101,19 @@ def test_no_assert_in_product_code() -> None:
         if isinstance(node, ast.Assert)
     ]
     assert found == []
+
+
+def test_every_edge_protocol_is_in_ports() -> None:
+    """One module holds every Protocol of an edge: a fake or an adapter reads it there."""
+    import ast
+
+    elsewhere = [
+        f"{path.relative_to(REPO)}:{node.name}"
+        for folder in ("rollover", "providers", "state")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        if path.relative_to(REPO).as_posix() != "rollover/ports.py"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+        and any(getattr(base, "id", None) == "Protocol" for base in node.bases)
+    ]
+    assert elsewhere == []

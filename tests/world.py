@@ -561,7 +561,7 @@ class _Row:
 
 
 class MemoryStateStore:
-    """:class:`rollover.state.store.StateStore` in memory: create-if-absent, compare-and-swap on the
+    """:class:`rollover.ports.StateStore` in memory: create-if-absent, compare-and-swap on the
     version, leases, history. Rollovers go through the real store's encoding, both ways."""
 
     def __init__(self) -> None:

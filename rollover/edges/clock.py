@@ -16,20 +16,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-    def sleep(self, seconds: float) -> None: ...
-    def monotonic(self) -> float: ...
-    def boottime(self) -> float | None: ...
-    def boot_id(self) -> str | None: ...
-
-
 class SystemClock:
+    """The :class:`rollover.ports.Clock` of this machine."""
+
     def now(self) -> datetime:
         return datetime.now(UTC)
 
