@@ -13,6 +13,7 @@ EventHandler = Callable[[str, "Rollover", str], None]
 if TYPE_CHECKING:
     from rollover.config import Config, ServiceConfig
     from rollover.core.phases import Rollover
+    from rollover.engine.build import SharedEdges
     from rollover.engine.machine import Engine
 
 NEEDS_A_PERSON = 10
@@ -45,7 +46,11 @@ def register(app: typer.Typer) -> None:
 
 
 def engine_for(
-    cfg: "Config", name: str, state_dir: str | None, out: Callable[[str], None]
+    cfg: "Config",
+    name: str,
+    state_dir: str | None,
+    out: Callable[[str], None],
+    shared: "SharedEdges | None" = None,
 ) -> "Engine":
     """The engine of a configured service, its events sent to the configured on_event."""
     from rollover.engine.build import build_engine
@@ -57,6 +62,7 @@ def engine_for(
         out=out,
         on_event=_on_event(cfg, cfg.service(name), state_dir),
         checkpoint=common.checkpoint,
+        shared=shared,
     )
 
 
@@ -176,12 +182,13 @@ def advance(
     10 when a rollover failed and needs a person; the error's own code when a step failed (it
     is retried at the next advance).
     """
+    from rollover.engine.build import SharedEdges
     from rollover.errors import InputError, RolloverError
-    from rollover.state.store import SqliteStateStore
 
     cfg = common.load_config(config)
+    shared = SharedEdges(cfg, state_dir)
     if all_services:
-        names = SqliteStateStore(common.state_dir(cfg, state_dir)).services()
+        names = shared.store().services()
     elif service is not None:
         names = [service]
     else:
@@ -190,7 +197,7 @@ def advance(
     engines = {}
     for name in names:
         try:
-            engines[name] = engine_for(cfg, name, state_dir, _say)
+            engines[name] = engine_for(cfg, name, state_dir, _say, shared)
         except RolloverError as exc:
             if len(names) == 1:
                 raise

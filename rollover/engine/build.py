@@ -7,6 +7,7 @@ The CLI and the lab tests both build engines here; the model and unit tests hand
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -15,6 +16,10 @@ from rollover.core.phases import Rollover
 from rollover.core.presented import LiveChains
 from rollover.engine.machine import Engine
 from rollover.ports import Checkpoint, LiveProbe, Observer, Provider, no_checkpoint
+
+if TYPE_CHECKING:
+    from rollover.state.ownership import OwnershipStore
+    from rollover.state.store import SqliteStateStore
 
 Output = Callable[[str], None]
 EventHandler = Callable[[str, Rollover, str], None]
@@ -87,6 +92,39 @@ def observer_for(config: Config, service: ServiceConfig, provider: Provider) -> 
     )
 
 
+class SharedEdges:
+    """The edges every engine of one process shares: one state-store connection, one
+    ownership ledger and one adapter per configured provider. A tick over thousands of
+    services then holds one database connection (three descriptors), not one per service,
+    and a provider's connection can serve every service of its zones."""
+
+    def __init__(self, config: Config, state_dir: str | None = None) -> None:
+        self.config = config
+        self.state_dir = str(state_dir or config.state_dir)
+        self._store: SqliteStateStore | None = None
+        self._ownership: OwnershipStore | None = None
+        self._providers: dict[str, Provider] = {}
+
+    def store(self) -> SqliteStateStore:
+        if self._store is None:
+            from rollover.state.store import SqliteStateStore
+
+            self._store = SqliteStateStore(self.state_dir)
+        return self._store
+
+    def ownership(self) -> OwnershipStore:
+        if self._ownership is None:
+            from rollover.state.ownership import OwnershipStore
+
+            self._ownership = OwnershipStore(self.state_dir)
+        return self._ownership
+
+    def provider(self, name: str) -> Provider:
+        if name not in self._providers:
+            self._providers[name] = make_provider(self.config, name)
+        return self._providers[name]
+
+
 def build_engine(
     config: Config,
     name: str,
@@ -95,25 +133,25 @@ def build_engine(
     out: Output = lambda _line: None,
     on_event: EventHandler | None = None,
     checkpoint: Checkpoint = no_checkpoint,
+    shared: SharedEdges | None = None,
 ) -> Engine:
-    """The engine of service ``name`` over the real provider, DNS, server, state and clock."""
+    """The engine of service ``name`` over the real provider, DNS, server, state and clock;
+    engines built with one ``shared`` use one store connection and one provider adapter."""
     from rollover.edges.clock import SystemClock
     from rollover.edges.deploy import FileDeployer
-    from rollover.state.ownership import OwnershipStore
-    from rollover.state.store import SqliteStateStore
 
+    edges = shared or SharedEdges(config, state_dir)
     service = config.service(name)
-    directory = str(state_dir or config.state_dir)
-    provider = make_provider(config, service.provider)
+    provider = edges.provider(service.provider)
     return Engine(
         service,
         provider,
-        SqliteStateStore(directory),
-        ownership=OwnershipStore(directory),
+        edges.store(),
+        ownership=edges.ownership(),
         observer=observer_for(config, service, provider),
         live=service_live(config, service),
         clock=SystemClock(),
-        state_dir=directory,
+        state_dir=edges.state_dir,
         safety_factor=config.safety_factor,
         out=out,
         on_event=on_event,
