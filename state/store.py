@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS rollovers (
     lease_until REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_active ON rollovers(service) WHERE active = 1;
+CREATE INDEX IF NOT EXISTS by_service ON rollovers(service, active, id);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     rollover_id INTEGER NOT NULL,
@@ -43,6 +44,7 @@ CREATE TABLE IF NOT EXISTS history (
     phase TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS history_by_service ON history(service, id);
 """
 
 

@@ -67,3 +67,26 @@ def test_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
     assert stat.S_IMODE((tmp_path / "s").stat().st_mode) == 0o700
     assert store.history("mx1")[0]["event"] == "start"
+
+
+def test_the_current_rollover_is_found_by_index_not_by_a_scan(tmp_path: Path) -> None:
+    """Finished rollovers pile up over the years; finding a service's current one must not
+    read them (an index on service, active, id), nor must the history of one service."""
+    from rollover.state.store import SqliteStateStore
+
+    store = SqliteStateStore(str(tmp_path))
+    current = store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT id, version, data FROM rollovers WHERE service = ? "
+        "ORDER BY active DESC, id DESC LIMIT 1",
+        ("mx1",),
+    ).fetchall()
+    history = store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT rollover_id, at, event, phase, detail FROM history "
+        "WHERE service = ? ORDER BY id",
+        ("mx1",),
+    ).fetchall()
+    store.close()
+    for plan in (current, history):
+        text = " ".join(str(row[-1]) for row in plan)
+        assert "USING INDEX" in text or "USING COVERING INDEX" in text, text
+        assert "USE TEMP B-TREE" not in text, text
