@@ -9,7 +9,7 @@ makes the server apply it only if the RRset is still exactly A. NXRRSET/YXRRSET 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import dns.exception
@@ -85,6 +85,9 @@ def parse_settings(section: Section, warnings: list[str]) -> Rfc2136Settings:
 
 def create(name: str, settings: Rfc2136Settings) -> Rfc2136Provider:
     return Rfc2136Provider(name, settings)
+
+
+BATCH_RRSETS = 100  # RRsets per UPDATE: well inside 64 KiB with a few records each
 
 
 class Rfc2136Provider:
@@ -241,7 +244,29 @@ class Rfc2136Provider:
     def apply(self, change: Change) -> Receipt:
         if change.is_noop:
             return Receipt(self.name, "noop", change)
-        zone = self.zone_for(change.owner)
+        return self._update(self.zone_for(change.owner), [change])[0]
+
+    def apply_many(self, changes: Sequence[Change]) -> list[Receipt]:
+        """Several owner names of one zone in one UPDATE, each RRset with its own prerequisite
+        (RFC 2136 section 3.2: the server checks every prerequisite before any change, so the
+        message is applied whole or not at all). Split into messages of at most
+        ``BATCH_RRSETS`` RRsets; a conflict at any RRset refuses its message (the caller then
+        goes RRset by RRset, so one foreign edit does not hold the others back)."""
+        pending = [c for c in changes if not c.is_noop]
+        if not pending:
+            return [Receipt(self.name, "noop", c) for c in changes]
+        zones = {self.zone_for(c.owner) for c in pending}
+        if len(zones) != 1:
+            raise ProviderError(f"{self.name}: one UPDATE can only touch one zone")
+        (zone,) = zones
+        receipts: dict[int, Receipt] = {}
+        for start in range(0, len(pending), BATCH_RRSETS):
+            chunk = pending[start : start + BATCH_RRSETS]
+            for change, receipt in zip(chunk, self._update(zone, chunk), strict=True):
+                receipts[id(change)] = receipt
+        return [receipts.get(id(c), Receipt(self.name, "noop", c)) for c in changes]
+
+    def _update(self, zone: str, changes: Sequence[Change]) -> list[Receipt]:
         serial_before = self.serial(zone)
         update = dns.update.UpdateMessage(
             zone,
@@ -249,15 +274,19 @@ class Rfc2136Provider:
             keyname=self._keyname,
             keyalgorithm=self.settings.tsig.algorithm,
         )
-        name = dns.name.from_text(change.owner)
-        if change.before.exists:
-            # RFC 2136 section 2.4.2: the prerequisite RRs carry TTL 0, or the server says FORMERR.
-            update.present(name, _rdataset(change.before, ttl=0))
-        else:
-            update.absent(name, dns.rdatatype.TLSA)
-        update.delete(name, dns.rdatatype.TLSA)
-        if change.after.exists:
-            update.add(name, _rdataset(change.after))
+        for change in changes:
+            name = dns.name.from_text(change.owner)
+            if change.before.exists:
+                # RFC 2136 section 2.4.2: prerequisite RRs carry TTL 0, or the server says FORMERR.
+                update.present(name, _rdataset(change.before, ttl=0))
+            else:
+                update.absent(name, dns.rdatatype.TLSA)
+        for change in changes:
+            name = dns.name.from_text(change.owner)
+            update.delete(name, dns.rdatatype.TLSA)
+            if change.after.exists:
+                update.add(name, _rdataset(change.after))
+        owners = ", ".join(c.owner for c in changes)
         try:
             response = self._exchange(update)
         except ProviderError as exc:
@@ -266,19 +295,20 @@ class Rfc2136Provider:
                 "again before retrying"
             ) from None
         rcode = response.rcode()
+        change_id = f"serial>{serial_before}"
         if rcode in (dns.rcode.NXRRSET, dns.rcode.YXRRSET):
             # A retried update may already have been applied by an earlier attempt.
-            if self.read(change.owner).records == change.after.records:
-                return Receipt(self.name, f"serial>{serial_before}", change, "already applied")
+            if all(self.read(c.owner).records == c.after.records for c in changes):
+                return [Receipt(self.name, change_id, c, "already applied") for c in changes]
             raise ConflictError(
-                f"{self.name}: the TLSA RRset at {change.owner} changed since it was read "
+                f"{self.name}: the TLSA RRset at {owners} changed since it was read "
                 f"({dns.rcode.to_text(rcode)}); nothing was changed, read it again"
             )
         if rcode != dns.rcode.NOERROR:
             raise ProviderError(
-                f"{self.name}: update of {change.owner} refused: {_rcode_meaning(rcode, zone)}"
+                f"{self.name}: update of {owners} refused: {_rcode_meaning(rcode, zone)}"
             )
-        return Receipt(self.name, f"serial>{serial_before}", change)
+        return [Receipt(self.name, change_id, c) for c in changes]
 
     def wait(self, receipt: Receipt, timeout: float) -> None:
         """In effect: the primary's serial moved past the one before, and a read gives ``after``."""

@@ -16,6 +16,7 @@ from typing import Any
 import dns.message
 import dns.opcode
 import dns.rcode
+import dns.update
 
 ANSWERS = {
     "REFUSED": dns.rcode.REFUSED,
@@ -30,6 +31,16 @@ class Exchange:
     opcode: str  # "QUERY" or "UPDATE"
     fault: str | None
     rcode: str | None  # the primary's answer; None when it never saw the message
+    owners: tuple[str, ...] = ()  # the names an UPDATE changes (its update section)
+
+
+def _owners(opcode: str, wire: bytes, keyring: Any) -> tuple[str, ...]:
+    """The distinct names an UPDATE's update section touches (RFC 2136 section 2.5)."""
+    if opcode != "UPDATE":
+        return ()
+    message = dns.message.from_wire(wire, keyring=keyring)
+    section = getattr(message, "update", message.authority)
+    return tuple(dict.fromkeys(rrset.name.to_text().lower() for rrset in section))
 
 
 def _recv_exact(conn: socket.socket, size: int) -> bytes:
@@ -129,7 +140,8 @@ class DnsFaults:
                 upstream.sendall(struct.pack("!H", len(wire)) + wire)
                 reply = _recv_message(upstream)
             rcode = dns.rcode.to_text(dns.rcode.from_flags(struct.unpack("!H", reply[2:4])[0], 0))
-            self._record(Exchange(time.time(), opcode, fault, rcode))
+            owners = _owners(opcode, wire, self.keyring)
+            self._record(Exchange(time.time(), opcode, fault, rcode, owners))
             if fault == "drop-after":
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return

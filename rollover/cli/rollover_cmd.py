@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from rollover.config import Config, ServiceConfig
     from rollover.core.phases import Rollover
     from rollover.engine.build import SharedEdges
-    from rollover.engine.machine import Engine
+    from rollover.engine.machine import AdvanceResult, Engine
+    from rollover.errors import RolloverError
 
 NEEDS_A_PERSON = 10
 HELD_BY_A_FAULT = 9
@@ -203,31 +204,58 @@ def advance(
                 raise
             common.warn(f"{name}: {exc}")
             worst = max(worst, exc.exit_code)
-    if len(engines) > 1:
-        from rollover.engine.batching import batch_provider_changes
-
-        try:
-            batch_provider_changes(list(engines.values()), _say)
-        except RolloverError as exc:
-            common.warn(f"batched provider change: {exc}")  # the per-service path retries
-    for name, engine in engines.items():
-        try:
-            result = engine.advance()
-        except RolloverError as exc:
-            if len(names) == 1:
-                raise
-            common.warn(f"{name}: {exc}")
-            worst = max(worst, exc.exit_code)
-            continue
-        if result.rollover.phase == "failed":
-            common.warn(f"{name}: rollover failed: {result.rollover.error}")
+    results = _tick(engines, batched=len(engines) > 1, single=len(names) == 1)
+    for name, outcome in results.items():
+        if isinstance(outcome, RolloverError):
+            common.warn(f"{name}: {outcome}")
+            worst = max(worst, outcome.exit_code)
+        elif outcome.rollover.phase == "failed":
+            common.warn(f"{name}: rollover failed: {outcome.rollover.error}")
             worst = max(worst, NEEDS_A_PERSON)
-        elif result.fault is not None:
-            common.warn(f"{name}: {result.rollover.phase}: held: {result.fault}")
+        elif outcome.fault is not None:
+            common.warn(f"{name}: {outcome.rollover.phase}: held: {outcome.fault}")
             worst = max(worst, HELD_BY_A_FAULT)
         elif verbose:
-            _report(result.rollover, verbose=True)
+            _report(outcome.rollover, verbose=True)
     raise typer.Exit(worst)
+
+
+def _tick(
+    engines: "dict[str, Engine]", *, batched: bool, single: bool
+) -> "dict[str, AdvanceResult | RolloverError]":
+    """One tick: every service advanced; with ``batched``, each up to its next publish or
+    retire, whose changes then go out as one per (provider, zone) and are followed up, a few
+    rounds at most (a publish and a retire never fall in one rollover's same tick twice)."""
+    from rollover.engine.batching import batch_provider_changes
+    from rollover.errors import RolloverError
+    from rollover.ports import Batching
+
+    results: dict[str, AdvanceResult | RolloverError] = {}
+    waiting = dict(engines)
+    for _round in range(3):
+        deferred: dict[str, Engine] = {}
+        for name, engine in waiting.items():
+            defer = batched and isinstance(engine.provider, Batching)
+            try:
+                result = engine.advance(defer_changes=defer)
+            except RolloverError as exc:
+                if single:
+                    raise
+                results[name] = exc
+                continue
+            results[name] = result
+            if result.deferred:
+                deferred[name] = engine
+        if not deferred:
+            break
+        try:
+            batch_provider_changes(list(deferred.values()), _say, singles=True)
+        except RolloverError as exc:
+            # One conflict refuses its whole batch: each service goes on its own.
+            common.warn(f"batched provider change: {exc}; going service by service")
+            batched = False
+        waiting = deferred
+    return results
 
 
 def run(

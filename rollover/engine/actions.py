@@ -5,9 +5,10 @@ waited on), the deploy (backup, install, reload), the retire, and storing the re
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rollover.core.phases import (
+    FINAL,
     Action,
     Decision,
     Phase,
@@ -26,9 +27,40 @@ from rollover.ports import (
     Receipt,
 )
 
+RETIRE_RETRY = timedelta(minutes=1)  # a retire held by a presented key is tried again
+
 
 class Actions(FactFinding):
     # -- actions ---------------------------------------------------------------------------
+    def _transition(self, rollover: Rollover, decision: Decision, now: datetime) -> Rollover:
+        """Store a step to a new phase (or the same one after an action), on record in the
+        history, said on the output, and the final phases sent to ``on_event``."""
+        previous = rollover.phase
+        saved = self._save_after(rollover, decision, now)
+        self.store.append(
+            saved,
+            now,
+            "transition",
+            {"from": previous.value, "to": saved.phase.value, "message": decision.message},
+        )
+        self.out(f"{self.service.name}: {saved.phase}: {decision.message}")
+        if saved.phase in FINAL:
+            self._event(saved.phase.value, saved, decision.message)
+        return saved
+
+    def _act_or_wait(self, rollover: Rollover, decision: Decision, now: datetime) -> Decision:
+        """Act; a retire that may remove nothing yet becomes a wait, said once, not a loop of
+        empty steps."""
+        if self._act(rollover, decision):
+            return decision
+        return replace(
+            decision,
+            action=Action.NONE,
+            waiting_until=now + RETIRE_RETRY,
+            message="the old associations still match a key an address presents; "
+            "they stay until no address needs them",
+        )
+
     def _act(self, r: Rollover, decision: Decision) -> bool:
         """Carry out the decision's action; False when a retire found nothing it may remove
         yet (every old record still matches a chain some address presents)."""

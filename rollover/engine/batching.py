@@ -1,9 +1,12 @@
-"""One provider change batch for several services in one zone, in one tick.
+"""One provider change per zone and tick, for every service of that zone.
 
-Route 53 takes a whole batch atomically and counts requests per account (5 per second): when
-``advance --all`` finds several rollovers in one hosted zone needing a change at the same time,
-their changes go out as one ChangeResourceRecordSets. Providers without ``apply_many`` are left
-to the ordinary per-service path.
+``advance --all`` advances each service up to its next publish or retire (``defer_changes``),
+then sends what is due here: one Route 53 ChangeResourceRecordSets, or one RFC 2136 UPDATE with
+one prerequisite per RRset, per (provider, zone). Each RRset is still a compare-and-swap; a
+batch refused on a conflict leaves its services to the ordinary per-service path, so one
+foreign edit does not hold the others back. Providers without ``apply_many`` are never
+deferred. A kill between a batched change and its records is picked up by the next advance
+like any other (the history then says "provider-change-seen").
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from rollover.engine.machine import Engine
 from rollover.ports import Batching
 
 
-def batch_provider_changes(engines: Sequence[Engine], out: Callable[[str], None]) -> int:
+def batch_provider_changes(
+    engines: Sequence[Engine], out: Callable[[str], None], *, singles: bool = False
+) -> int:
     """Send the pending publish/retire changes as one batch per (provider, zone) where two or
-    more are due; returns the number of batches sent. Leases are held throughout."""
+    more are due (one alone too with ``singles``: a deferred service has no other path in its
+    tick); returns the number of batches sent. Leases are held throughout."""
     groups: dict[tuple[str, str], list[tuple[Engine, Rollover, Change]]] = {}
     held: list[tuple[Engine, Rollover]] = []
     try:
@@ -38,7 +44,7 @@ def batch_provider_changes(engines: Sequence[Engine], out: Callable[[str], None]
             groups.setdefault(key, []).append((engine, rollover, change))
         sent = 0
         for (provider_name, zone), items in groups.items():
-            if len(items) < 2:
+            if len(items) < 2 and not singles:
                 continue  # a single change takes the ordinary path
             for engine, rollover, change in items:
                 engine.before_change(rollover, change)
@@ -46,6 +52,10 @@ def batch_provider_changes(engines: Sequence[Engine], out: Callable[[str], None]
             if not isinstance(provider, Batching):  # only such providers were grouped
                 continue
             receipts = provider.apply_many([c for _e, _r, c in items])
+            for engine, rollover, _change in items:
+                engine.checkpoint(
+                    "after-retire" if rollover.phase == Phase.RETIRING else "after-publish"
+                )
             for (engine, rollover, change), receipt in zip(items, receipts, strict=True):
                 engine.after_change(rollover, change, receipt)
             sent += 1

@@ -28,7 +28,6 @@ from rollover.engine.staging import Staged, presented_order
 from rollover.errors import PreconditionError, RolloverError
 
 CUTOVER_HELD_AFTER = timedelta(minutes=1)
-RETIRE_RETRY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,7 @@ class AdvanceResult:
     message: str
     acted: bool = True  # False when another process holds the lease
     fault: str | None = None  # something broken held it at this advance and the one before
+    deferred: bool = False  # stopped before a provider change, left to its zone's batch
 
 
 class Engine(Recovery):
@@ -156,8 +156,10 @@ class Engine(Recovery):
         return rollover
 
     # -- advance ---------------------------------------------------------------------------
-    def advance(self) -> AdvanceResult:
-        """Take every step whose guard holds now; stop at the first wait."""
+    def advance(self, *, defer_changes: bool = False) -> AdvanceResult:
+        """Take every step whose guard holds now; stop at the first wait. ``defer_changes``
+        (``advance --all``): stop before a publish or retire instead, so that the tick sends
+        the changes of one zone together (:mod:`rollover.engine.batching`)."""
         rollover = self.store.current(self.service.name)
         if rollover is None:
             raise PreconditionError(
@@ -172,6 +174,7 @@ class Engine(Recovery):
         progressed = False
         message = ""
         fault: str | None = None
+        deferred = False
         try:
             for _step in range(20):
                 rollover = self.store.current(self.service.name) or rollover
@@ -184,15 +187,12 @@ class Engine(Recovery):
                 now = self.clock.now()
                 decision = decide(rollover, facts, now, self.cutover_timeout)
                 message = decision.message
-                if decision.action is not Action.NONE and not self._act(rollover, decision):
-                    # Nothing may be retired yet: a wait, said once, not a loop of empty steps.
-                    decision = replace(
-                        decision,
-                        action=Action.NONE,
-                        waiting_until=now + RETIRE_RETRY,
-                        message="the old associations still match a key an address presents; "
-                        "they stay until no address needs them",
-                    )
+                if defer_changes and decision.action in (Action.PUBLISH, Action.RETIRE):
+                    deferred = True
+                    message = f"{decision.message} (sent with its zone's batch)"
+                    break
+                if decision.action is not Action.NONE:
+                    decision = self._act_or_wait(rollover, decision, now)
                     message = decision.message
                 if decision.action is Action.REPUBLISH:
                     # The world lost what the rollover stands on: held, and said at once.
@@ -215,28 +215,14 @@ class Engine(Recovery):
                         fault = facts.fault
                     rollover = self._save_wait(rollover, decision, facts.fault)
                     break
-                previous = rollover.phase
-                rollover = self._save_after(rollover, decision, now)
-                self.store.append(
-                    rollover,
-                    now,
-                    "transition",
-                    {
-                        "from": previous.value,
-                        "to": rollover.phase.value,
-                        "message": decision.message,
-                    },
-                )
-                self.out(f"{self.service.name}: {rollover.phase}: {decision.message}")
+                rollover = self._transition(rollover, decision, now)
                 progressed = True
-                if rollover.phase in FINAL:
-                    self._event(rollover.phase.value, rollover, decision.message)
         except RolloverError as exc:
             rollover = self._record_error(rollover, str(exc))
             raise
         finally:
             self.store.release(rollover, self.holder)
-        return AdvanceResult(rollover, progressed, message, fault=fault)
+        return AdvanceResult(rollover, progressed, message, fault=fault, deferred=deferred)
 
 
 __all__ = ["AdvanceResult", "Engine"]

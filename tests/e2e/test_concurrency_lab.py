@@ -1,6 +1,7 @@
 """Eight `advance --all` processes at once over twenty services: every step exactly once, and
 exactly one publish and one retire per service reach the primary (counted by a proxy in front
-of it that every process's provider talks through)."""
+of it that every process's provider talks through); and one process's tick sends one UPDATE
+per zone for every service whose publish or retire falls in it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.dane_sender import assert_clean
 from tests.dnsfaults import DnsFaults
 from tests.lab import PRIMARY, Lab
 from tests.rollover_env import REPO, ServiceEnv
@@ -74,8 +76,12 @@ def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
             time.sleep(0.5)
         else:
             raise AssertionError(f"not all done: {phases}")
-        # Counted at the server: one publish and one retire per service, nothing more.
-        assert len(counter.accepted_updates()) - published_before == 2 * SERVICES
+        # Counted at the server: one publish and one retire per service, nothing more, in
+        # UPDATEs that each carry one zone's changes of a tick (so no more than two per service).
+        updates = counter.accepted_updates()[published_before:]
+        touched = Counter(owner for update in updates for owner in update.owners)
+        assert touched == Counter({env.owner.lower(): 2 for env in envs}), touched
+        assert len(updates) <= 2 * SERVICES
         for env in envs:
             history = json.loads(env.rollover("history", env.name, "--json").stdout)
             changes = [h for h in history if h["event"] == "provider-change"]
@@ -103,3 +109,68 @@ def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
         counter.stop()
         for env in envs:
             env.stop_server()
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["batched", "batch refused"])
+def test_one_update_per_zone_and_tick(lab: Lab, tmp_path: Path, refused: bool) -> None:
+    """Five services started together: each tick of a single ``advance --all`` sends their
+    retires (and any publish) as one UPDATE for the zone, and the sender sees no failure. A
+    batch the server refuses leaves each service to go on its own in that tick."""
+    count = 5
+    envs = [ServiceEnv(lab, tmp_path / f"s{i}", ttl=1, name=f"mx{i}") for i in range(count)]
+    counter = DnsFaults((PRIMARY, lab.port), lab.keyring).start()
+    sender = None
+    try:
+        services = {}
+        for env in envs:
+            env.start_server()
+            env.write_config()
+            services[env.name] = yaml.safe_load(env.config.read_text())["services"][env.name]
+        doc = yaml.safe_load(envs[0].config.read_text())
+        doc["services"] = services
+        doc["providers"]["lab"]["port"] = counter.port
+        doc["state_dir"] = str(tmp_path / "state")
+        config = tmp_path / "rollover.yaml"
+        config.write_text(yaml.safe_dump(doc))
+        for env in envs:
+            env.config = config
+            assert (
+                env.rollover("publish", env.name, "--cert", str(env.deploy_chain)).returncode == 0
+            )
+        time.sleep(2)
+        sender = envs[0].sender().start()
+        for env in envs:
+            started = env.start_rollover()
+            assert started.returncode == 0, started.stderr
+        before = len(counter.accepted_updates())
+        if refused:
+            counter.inject("UPDATE", "REFUSED")
+        said = ""
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            tick = envs[0].rollover("advance", "--all")
+            said += tick.stderr
+            assert tick.returncode == 0, tick.stdout + tick.stderr
+            phases = {
+                json.loads(e.rollover("status", e.name, "--json").stdout)["phase"] for e in envs
+            }
+            if phases == {"done"}:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"not all done: {phases}")
+        retires = counter.accepted_updates()[before:]
+        touched = Counter(owner for update in retires for owner in update.owners)
+        assert touched == Counter({env.owner.lower(): 1 for env in envs}), touched
+        if refused:
+            assert "going service by service" in said
+            assert counter.pending() == 0
+        else:
+            assert len(retires) < count, [u.owners for u in retires]  # batched
+    finally:
+        if sender is not None:
+            sender.stop()
+        counter.stop()
+        for env in envs:
+            env.stop_server()
+    assert_clean(sender, 10)

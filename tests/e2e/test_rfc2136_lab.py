@@ -68,6 +68,39 @@ def test_add_replace_remove(lab: Lab) -> None:
     lab.wait_secondary_serial(lab.serial(lab.primary, "example.test."))
 
 
+def test_several_rrsets_of_one_zone_in_one_update(lab: Lab) -> None:
+    """apply_many: one UPDATE (counted at a proxy before the primary), each RRset with its
+    own prerequisite; a foreign edit at any one of them refuses the whole message."""
+    from tests.dnsfaults import DnsFaults
+    from tests.lab import PRIMARY
+
+    proxy = DnsFaults((PRIMARY, lab.port), lab.keyring).start()
+    try:
+        p = provider(lab, port=proxy.port)
+        names = [owner() for _ in range(3)]
+        first = [Change(p.read(n), TlsaRRset(n, 5, frozenset({assoc()}))) for n in names]
+        before = len(proxy.accepted_updates())
+        receipts = p.apply_many(first)
+        (update,) = proxy.accepted_updates()[before:]  # one message for three RRsets
+        assert sorted(update.owners) == sorted(names)
+        for receipt in receipts:
+            p.wait(receipt, 10)
+        assert [p.read(n) for n in names] == [c.after for c in first]
+
+        # A foreign edit at the second name, after the tool read it.
+        read = [p.read(n) for n in names]
+        second = [Change(r, TlsaRRset(r.owner, 5, r.records | {assoc()})) for r in read]
+        foreign = Change(read[1], TlsaRRset(names[1], 5, frozenset({assoc()})))
+        p.wait(p.apply(foreign), 10)
+        with pytest.raises(ConflictError, match="changed since it was read"):
+            p.apply_many(second)
+        assert p.read(names[0]) == read[0]  # nothing of the message was applied
+        assert p.read(names[2]) == read[2]
+        assert p.read(names[1]) == foreign.after
+    finally:
+        proxy.stop()
+
+
 def test_compare_and_swap_conflict_changes_nothing(lab: Lab) -> None:
     p = provider(lab)
     name = owner()
