@@ -38,6 +38,7 @@ def test_example_configuration_is_valid(name: str, tmp_path: Path) -> None:
 def test_systemd_units_and_cron_use_advance_all() -> None:
     service = (EXAMPLES / "systemd" / "rollover-advance.service").read_text()
     assert "ExecStart=/usr/local/bin/rollover advance --all" in service
+    assert "LimitNOFILE=65536" in service  # a fleet's tick, whatever the default limit
     assert "OnUnitActiveSec=1min" in (EXAMPLES / "systemd" / "rollover-advance.timer").read_text()
     cron = (EXAMPLES / "cron").read_text()
     assert "rollover advance --all" in cron
