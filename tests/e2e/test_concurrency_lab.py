@@ -27,21 +27,28 @@ PROCESSES = 8
 pytestmark = pytest.mark.lab
 
 
+def one_fleet(envs: list[ServiceEnv], counter: DnsFaults, tmp_path: Path) -> Path:
+    """One configuration for every service (their servers started), its provider talking to
+    the primary through ``counter``, one state directory."""
+    services = {}
+    for env in envs:
+        env.start_server()
+        env.write_config()
+        services[env.name] = yaml.safe_load(env.config.read_text())["services"][env.name]
+    doc = yaml.safe_load(envs[0].config.read_text())
+    doc["services"] = services
+    doc["providers"]["lab"]["port"] = counter.port
+    doc["state_dir"] = str(tmp_path / "state")
+    config = tmp_path / "rollover.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    return config
+
+
 def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
     envs = [ServiceEnv(lab, tmp_path / f"s{i}", ttl=1, name=f"mx{i}") for i in range(SERVICES)]
     counter = DnsFaults((PRIMARY, lab.port), lab.keyring).start()
     try:
-        services = {}
-        for env in envs:
-            env.start_server()
-            env.write_config()
-            services[env.name] = yaml.safe_load(env.config.read_text())["services"][env.name]
-        doc = yaml.safe_load(envs[0].config.read_text())
-        doc["services"] = services
-        doc["providers"]["lab"]["port"] = counter.port
-        doc["state_dir"] = str(tmp_path / "state")
-        config = tmp_path / "rollover.yaml"
-        config.write_text(yaml.safe_dump(doc))
+        config = one_fleet(envs, counter, tmp_path)
         base = [sys.executable, "-m", "rollover"]
         for env in envs:
             env.config = config
@@ -121,17 +128,7 @@ def test_one_update_per_zone_and_tick(lab: Lab, tmp_path: Path, refused: bool) -
     counter = DnsFaults((PRIMARY, lab.port), lab.keyring).start()
     sender = None
     try:
-        services = {}
-        for env in envs:
-            env.start_server()
-            env.write_config()
-            services[env.name] = yaml.safe_load(env.config.read_text())["services"][env.name]
-        doc = yaml.safe_load(envs[0].config.read_text())
-        doc["services"] = services
-        doc["providers"]["lab"]["port"] = counter.port
-        doc["state_dir"] = str(tmp_path / "state")
-        config = tmp_path / "rollover.yaml"
-        config.write_text(yaml.safe_dump(doc))
+        config = one_fleet(envs, counter, tmp_path)
         for env in envs:
             env.config = config
             assert (
