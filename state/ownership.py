@@ -1,62 +1,142 @@
 """Which TLSA associations rollover published, per owner name.
 
-The tool never removes a record it did not publish unless told to by name; this file is how it
-knows. A claim is written *before* the DNS change that publishes the association, so a crash in
-between leaves a claim on a record that does not exist (harmless), never an unclaimed record.
+The tool never removes a record it did not publish unless told to by name; this record is how
+it knows. A claim is written *before* the DNS change that publishes the association, so a crash
+in between leaves a claim on a record that does not exist (harmless), never an unclaimed record.
+
+Kept in the state database (``state.db``), one row per owner name: a claim or a confirmation
+writes that row in one transaction, whatever the size of the fleet. An ``ownership.json`` left
+by an earlier version is imported on first use and kept beside it as ``ownership.json.bak``.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rollover.core.association import Association, parse_association
-from rollover.edges.files import locked, write_atomic
-from rollover.errors import FileError, StateError
-from rollover.state.files import ensure_dir
+from rollover.errors import StateError
+from rollover.state.store import connect
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ownership (owner TEXT PRIMARY KEY, data TEXT NOT NULL);
+"""
+# The per-owner slices of the record, as ownership.json kept them (one mapping each, by owner).
+_SLICES = ("owners", "replaced", "rrsets", "versions")
 
 
 class OwnershipStore:
-    def __init__(self, state_dir: str) -> None:
-        self.directory = Path(state_dir)
-        self.path = self.directory / "ownership.json"
+    """The :class:`rollover.ports.OwnershipLedger` of a state directory."""
 
-    def _load(self) -> dict[str, Any]:
+    def __init__(self, state_dir: str, *, connection: sqlite3.Connection | None = None) -> None:
+        self.directory = Path(state_dir)
+        if connection is None:
+            self.path, self._db = connect(self.directory)
+        else:
+            self.path, self._db = self.directory / "state.db", connection
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {"version": 1, "owners": {}}
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: cannot open the ownership record: {exc}") from None
+        self._import_json(self.directory / "ownership.json")
+
+    def _import_json(self, legacy: Path) -> None:
+        """The record of an earlier version, imported once; the file stays as a backup."""
+        if not legacy.exists():
+            return
+        try:
+            raw = json.loads(legacy.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise StateError(f"{self.path}: unreadable ownership record: {exc}") from None
+            raise StateError(f"{legacy}: unreadable ownership record: {exc}") from None
         if not isinstance(raw, dict) or not isinstance(raw.get("owners"), dict):
-            raise StateError(f"{self.path}: not an ownership record")
-        return raw
+            raise StateError(f"{legacy}: not an ownership record")
+        names = {str(owner) for part in _SLICES for owner in (raw.get(part) or {})}
+        with self._transaction() as db:
+            for owner in sorted(names):
+                doc = {
+                    part: {owner: raw[part][owner]}
+                    for part in _SLICES
+                    if owner in (raw.get(part) or {})
+                }
+                db.execute(
+                    "INSERT OR IGNORE INTO ownership (owner, data) VALUES (?, ?)",
+                    (owner, json.dumps(_row(doc, owner), sort_keys=True)),
+                )
+        try:
+            legacy.replace(legacy.with_name(legacy.name + ".bak"))
+        except OSError as exc:
+            raise StateError(f"{legacy}: imported, but cannot be set aside: {exc}") from None
 
     @contextmanager
-    def _editing(self) -> Iterator[dict[str, Any]]:
-        """The record under its lock, written back (atomically) when the block ends."""
-        ensure_dir(self.directory)
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         try:
-            with locked(self.directory / ".ownership.lock"):
-                data = self._load()
-                yield data
-                text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-                write_atomic(self.path, text.encode())
-        except FileError as exc:
-            raise StateError(f"the ownership record cannot be kept: {exc}") from None
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"{self.path}: ownership record busy or locked: {exc}") from None
+        try:
+            yield self._db
+        except BaseException:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise StateError(f"{self.path}: cannot write the ownership record: {exc}") from None
+
+    def _read(self, db: sqlite3.Connection, owner: str) -> dict[str, Any]:
+        key = owner.lower()
+        try:
+            found = db.execute("SELECT data FROM ownership WHERE owner = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: cannot read the ownership record: {exc}") from None
+        doc: dict[str, Any] = {"version": 1, "owners": {}}
+        if found is not None:
+            try:
+                row = json.loads(found[0])
+            except ValueError as exc:
+                raise StateError(f"{self.path}: unreadable ownership of {key}: {exc}") from None
+            for part in _SLICES:
+                if row.get(part) is not None:
+                    doc.setdefault(part, {})[key] = row[part]
+        return doc
+
+    def _load(self, owner: str) -> dict[str, Any]:
+        """The record of ``owner``, shaped as ownership.json was (each slice by owner)."""
+        return self._read(self._db, owner)
+
+    @contextmanager
+    def _editing(self, owner: str) -> Iterator[dict[str, Any]]:
+        """The record of ``owner`` in one transaction, written back when the block ends."""
+        key = owner.lower()
+        with self._transaction() as db:
+            doc = self._read(db, owner)
+            yield doc
+            row = _row(doc, key)
+            if any(value for value in row.values()):
+                db.execute(
+                    "INSERT INTO ownership (owner, data) VALUES (?, ?) "
+                    "ON CONFLICT(owner) DO UPDATE SET data = excluded.data",
+                    (key, json.dumps(row, sort_keys=True)),
+                )
+            else:
+                db.execute("DELETE FROM ownership WHERE owner = ?", (key,))
 
     def owned(self, owner: str) -> frozenset[Association]:
-        entries = self._load()["owners"].get(owner.lower(), {})
+        entries = self._load(owner)["owners"].get(owner.lower(), {})
         return frozenset(parse_association(text) for text in entries)
 
     def published(self, owner: str) -> dict[Association, dict[str, Any]]:
         """Each association's record: ``published_at``, and the boot and boot-clock reading
         of the confirmation (``boot_id``, ``boottime``) where known."""
-        entries = self._load()["owners"].get(owner.lower(), {})
+        entries = self._load(owner)["owners"].get(owner.lower(), {})
         return {parse_association(text): dict(meta) for text, meta in entries.items()}
 
     def replaced(self, owner: str) -> dict[int, dict[str, Any]]:
@@ -64,7 +144,7 @@ class OwnershipStore:
         read it, wrote it or replaced it): ``at`` (wall clock), ``boot_id`` and ``boottime``.
         Caches may hold such an RRset for that TTL after; a lowered TTL only helps once the
         old one aged out."""
-        raw = self._load().get("replaced", {}).get(owner.lower(), {})
+        raw = self._load(owner).get("replaced", {}).get(owner.lower(), {})
         return {
             int(ttl): {**meta, "at": _parse_time(meta["at"])}
             for ttl, meta in raw.items()
@@ -81,14 +161,14 @@ class OwnershipStore:
         wanted = {t for t in ttls if t}
         if not wanted:
             return
-        with self._editing() as data:
+        with self._editing(owner) as data:
             entries = data.setdefault("replaced", {}).setdefault(owner.lower(), {})
             for ttl in wanted:
                 entries[str(ttl)] = {"at": _stamp(now), "boot_id": boot[0], "boottime": boot[1]}
 
     def last_rrset(self, owner: str) -> tuple[frozenset[Association], int | None] | None:
         """The RRset at ``owner`` as the tool last saw or wrote it, and its TTL (None: never)."""
-        raw = self._load().get("rrsets", {}).get(owner.lower())
+        raw = self._load(owner).get("rrsets", {}).get(owner.lower())
         if not isinstance(raw, dict) or not isinstance(raw.get("records"), list):
             return None
         ttl = raw.get("ttl")
@@ -97,7 +177,7 @@ class OwnershipStore:
 
     def published_at(self, owner: str) -> dict[Association, datetime | None]:
         """When the provider confirmed each association rollover owns at ``owner``."""
-        entries = self._load()["owners"].get(owner.lower(), {})
+        entries = self._load(owner)["owners"].get(owner.lower(), {})
         return {
             parse_association(text): (
                 _parse_time(meta["published_at"]) if meta.get("published_at") else None
@@ -124,7 +204,7 @@ class OwnershipStore:
         its non-jumping clock at that moment, so a stepped wall clock cannot age it."""
         if not associations:
             return
-        with self._editing() as data:
+        with self._editing(owner) as data:
             entries = data["owners"].setdefault(owner.lower(), {})
             for association in associations:
                 _published(entries.setdefault(str(association), {"service": ""}), now, boot)
@@ -141,7 +221,7 @@ class OwnershipStore:
         owned association found missing loses its confirmation: if it comes back (re-added
         by hand, say), it is as young as the read that finds it again, and the "current +
         next" fast path waits its age out afresh."""
-        loaded = self._load()
+        loaded = self._load(owner)
         entries = loaded["owners"].get(owner.lower(), {})
         lost = [
             t
@@ -154,7 +234,7 @@ class OwnershipStore:
         shown: dict[str, Any] = {"records": sorted(map(str, present)), "ttl": ttl}
         if not lost and not back and loaded.get("rrsets", {}).get(owner.lower()) == shown:
             return
-        with self._editing() as data:
+        with self._editing(owner) as data:
             entries = data["owners"].get(owner.lower(), {})
             stamp = _stamp(now)
             for text in lost:
@@ -169,13 +249,13 @@ class OwnershipStore:
 
     def version(self, owner: str) -> str | None:
         """The provider's zone version up to which the tool followed ``owner``'s history."""
-        value = self._load().get("versions", {}).get(owner.lower())
+        value = self._load(owner).get("versions", {}).get(owner.lower())
         return value if isinstance(value, str) else None
 
     def set_version(self, owner: str, version: str) -> None:
         if self.version(owner) == version:
             return
-        with self._editing() as data:
+        with self._editing(owner) as data:
             data.setdefault("versions", {})[owner.lower()] = version
 
     def restart(
@@ -186,7 +266,7 @@ class OwnershipStore:
         boot: tuple[str | None, float | None] = (None, None),
     ) -> None:
         """Their publication was broken (or cannot be known whole): it counts from ``now``."""
-        with self._editing() as data:
+        with self._editing(owner) as data:
             entries = data["owners"].get(owner.lower(), {})
             for association in associations:
                 entry = entries.get(str(association))
@@ -207,7 +287,7 @@ class OwnershipStore:
     ) -> None:
         if not add and not remove:
             return
-        with self._editing() as data:
+        with self._editing(owner) as data:
             entries = data["owners"].setdefault(owner.lower(), {})
             for association in add:
                 entries.setdefault(
@@ -221,6 +301,11 @@ class OwnershipStore:
                 entries.pop(str(association), None)
             if not entries:
                 del data["owners"][owner.lower()]
+
+
+def _row(doc: dict[str, Any], owner: str) -> dict[str, Any]:
+    """One owner's slices of a record shaped as ownership.json was."""
+    return {part: (doc.get(part) or {}).get(owner) for part in _SLICES}
 
 
 def _published(entry: dict[str, Any], now: datetime, boot: tuple[str | None, float | None]) -> None:

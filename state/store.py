@@ -85,27 +85,42 @@ def _decode(row_id: int, version: int, text: str) -> Rollover:
     return Rollover(**values)
 
 
+def connect(directory: Path) -> tuple[Path, sqlite3.Connection]:
+    """The state database of ``directory`` (``state.db``, 0600 with its -wal and -shm files,
+    WAL journal, every commit synced), created when absent."""
+    ensure_dir(directory)
+    path = directory / "state.db"
+    if not path.exists():
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)
+        os.close(fd)
+    previous = os.umask(0o077)  # the -wal and -shm files too
+    try:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+    except sqlite3.Error as exc:
+        raise StateError(f"{path}: cannot open the state store: {exc}") from None
+    finally:
+        os.umask(previous)
+    return path, db
+
+
 class SqliteStateStore:
     """One database file, ``state.db``, in the state directory."""
 
     def __init__(self, state_dir: str) -> None:
         self.directory = Path(state_dir)
-        ensure_dir(self.directory)
-        self.path = self.directory / "state.db"
-        if not self.path.exists():
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.fchmod(fd, 0o600)
-            os.close(fd)
-        previous = os.umask(0o077)  # the -wal and -shm files too
+        self.path, self._db = connect(self.directory)
         try:
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: cannot open the state store: {exc}") from None
-        finally:
-            os.umask(previous)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For the ownership record, kept in the same database (one connection a process)."""
+        return self._db
 
     def close(self) -> None:
         self._db.close()

@@ -90,3 +90,41 @@ def test_the_current_rollover_is_found_by_index_not_by_a_scan(tmp_path: Path) ->
         text = " ".join(str(row[-1]) for row in plan)
         assert "USING INDEX" in text or "USING COVERING INDEX" in text, text
         assert "USE TEMP B-TREE" not in text, text
+
+
+def test_an_ownership_json_of_an_earlier_version_is_imported_once_and_kept(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from rollover.core.association import parse_association
+    from rollover.state.ownership import OwnershipStore
+
+    mine = "3 1 1 " + "ab" * 32
+    other = "3 1 1 " + "cd" * 32
+    legacy = {
+        "version": 1,
+        "owners": {
+            "_25._tcp.mx1.example.test.": {
+                mine: {"service": "mx1", "published_at": "2026-11-01T00:00:00+00:00"}
+            },
+            "_25._tcp.mx2.example.test.": {other: {"service": "mx2", "published_at": None}},
+        },
+        "replaced": {"_25._tcp.mx1.example.test.": {"300": {"at": "2026-11-01T00:00:00+00:00"}}},
+        "versions": {"_25._tcp.mx1.example.test.": "2026110101"},
+    }
+    (tmp_path / "ownership.json").write_text(json.dumps(legacy))
+    store = OwnershipStore(str(tmp_path))
+    assert store.owned("_25._tcp.mx1.example.test.") == {parse_association(mine)}
+    assert store.owned("_25._TCP.MX2.example.test.") == {parse_association(other)}
+    assert set(store.replaced("_25._tcp.mx1.example.test.")) == {300}
+    assert store.version("_25._tcp.mx1.example.test.") == "2026110101"
+    assert not (tmp_path / "ownership.json").exists()
+    assert json.loads((tmp_path / "ownership.json.bak").read_text()) == legacy  # the backup
+    # One owner's change writes its own row only; the others are as imported.
+    store.release("_25._tcp.mx2.example.test.", frozenset({parse_association(other)}))
+    again = OwnershipStore(str(tmp_path))
+    assert again.owned("_25._tcp.mx2.example.test.") == frozenset()
+    assert again.owned("_25._tcp.mx1.example.test.") == {parse_association(mine)}
+    rows = again._db.execute("SELECT owner FROM ownership ORDER BY owner").fetchall()
+    assert rows == [("_25._tcp.mx1.example.test.",)]  # an owner with nothing left has no row

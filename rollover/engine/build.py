@@ -116,7 +116,7 @@ class SharedEdges:
         if self._ownership is None:
             from rollover.state.ownership import OwnershipStore
 
-            self._ownership = OwnershipStore(self.state_dir)
+            self._ownership = OwnershipStore(self.state_dir, connection=self.store().connection)
         return self._ownership
 
     def provider(self, name: str) -> Provider:

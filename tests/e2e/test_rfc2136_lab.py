@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 from pathlib import Path
 
@@ -249,9 +248,10 @@ def _publish_and_withdraw(lab: Lab, lab_config: Path, tmp_path: Path, cert: Path
     again = run_rollover("publish", "mx1", "--cert", str(cert), *args)
     assert again.returncode == 0
     assert "nothing to change" in again.stdout
-    state = json.loads((tmp_path / "state" / "ownership.json").read_text())
-    assert set(state["owners"][name]) == {str(a) for a in records}
-    assert oct((tmp_path / "state" / "ownership.json").stat().st_mode & 0o777) == "0o600"
+    from rollover.state.ownership import OwnershipStore
+
+    assert OwnershipStore(str(tmp_path / "state")).owned(name) == records
+    assert oct((tmp_path / "state" / "state.db").stat().st_mode & 0o777) == "0o600"
     # A foreign record appears; withdrawing ours would leave only it: refused without --force.
     foreign = assoc()
     lab.update("example.test.", add=((name, 5, "TLSA", str(foreign)),))
@@ -270,8 +270,7 @@ def _publish_and_withdraw(lab: Lab, lab_config: Path, tmp_path: Path, cert: Path
     forced = run_rollover("withdraw", "mx1", "--cert", str(cert), "--force", *args)
     assert forced.returncode == 0, forced.stderr
     assert not provider(lab).read(name).exists
-    state = json.loads((tmp_path / "state" / "ownership.json").read_text())
-    assert name not in state["owners"]
+    assert OwnershipStore(str(tmp_path / "state")).owned(name) == frozenset()
 
 
 def test_publish_conflict_exit_code(lab: Lab, lab_config: Path, tmp_path: Path) -> None:
