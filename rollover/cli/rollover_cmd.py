@@ -223,38 +223,39 @@ def advance(
 def _tick(
     engines: "dict[str, Engine]", *, batched: bool, single: bool
 ) -> "dict[str, AdvanceResult | RolloverError]":
-    """One tick: every service advanced; with ``batched``, each up to its next publish or
-    retire, whose changes then go out as one per (provider, zone) and are followed up, a few
-    rounds at most (a publish and a retire never fall in one rollover's same tick twice)."""
+    """One tick: every service advanced. With ``batched``, each first stops at its next
+    publish or retire; those changes go out as one per (provider, zone); then the services
+    that stopped carry on from there, each on its own (a change the batch did not carry, or
+    a batch refused, is then made or waited for service by service)."""
     from rollover.engine.batching import batch_provider_changes
     from rollover.errors import RolloverError
     from rollover.ports import Batching
 
     results: dict[str, AdvanceResult | RolloverError] = {}
-    waiting = dict(engines)
-    for _round in range(3):
-        deferred: dict[str, Engine] = {}
-        for name, engine in waiting.items():
-            defer = batched and isinstance(engine.provider, Batching)
-            try:
-                result = engine.advance(defer_changes=defer)
-            except RolloverError as exc:
-                if single:
-                    raise
-                results[name] = exc
-                continue
-            results[name] = result
-            if result.deferred:
-                deferred[name] = engine
-        if not deferred:
-            break
+
+    def advance(name: str, engine: "Engine", defer: bool) -> None:
+        try:
+            results[name] = engine.advance(defer_changes=defer)
+        except RolloverError as exc:
+            if single:
+                raise
+            results[name] = exc
+
+    for name, engine in engines.items():
+        advance(name, engine, batched and isinstance(engine.provider, Batching))
+    deferred = {
+        name: engines[name]
+        for name, result in results.items()
+        if not isinstance(result, RolloverError) and result.deferred
+    }
+    if deferred:
         try:
             batch_provider_changes(list(deferred.values()), _say, singles=True)
         except RolloverError as exc:
             # One conflict refuses its whole batch: each service goes on its own.
             common.warn(f"batched provider change: {exc}; going service by service")
-            batched = False
-        waiting = deferred
+        for name, engine in deferred.items():
+            advance(name, engine, False)
     return results
 
 
