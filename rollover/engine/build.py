@@ -52,14 +52,24 @@ def service_live(config: Config, service: ServiceConfig) -> LiveProbe:
     return live
 
 
-def shared_live(config: Config, service: ServiceConfig) -> LiveProbe | None:
+def services_by_owner(config: Config) -> dict[str, list[ServiceConfig]]:
+    """Every configured service by the owner name it publishes at (computed once a process:
+    a fleet's tick must not compare every service with every other)."""
+    index: dict[str, list[ServiceConfig]] = {}
+    for service in config.services.values():
+        index.setdefault(service.owner, []).append(service)
+    return index
+
+
+def shared_live(
+    config: Config,
+    service: ServiceConfig,
+    by_owner: dict[str, list[ServiceConfig]] | None = None,
+) -> LiveProbe | None:
     """The chains of the other services that publish at the same owner name (``tlsa_owner``):
     the RRset is theirs too, so what they present must keep matching all through."""
-    neighbours = [
-        other
-        for other in config.services.values()
-        if other.name != service.name and other.owner == service.owner
-    ]
+    index = by_owner if by_owner is not None else services_by_owner(config)
+    neighbours = [other for other in index.get(service.owner, []) if other.name != service.name]
     if not neighbours:
         return None
     probes = [service_live(config, other) for other in neighbours]
@@ -104,6 +114,12 @@ class SharedEdges:
         self._store: SqliteStateStore | None = None
         self._ownership: OwnershipStore | None = None
         self._providers: dict[str, Provider] = {}
+        self._by_owner: dict[str, list[ServiceConfig]] | None = None
+
+    def by_owner(self) -> dict[str, list[ServiceConfig]]:
+        if self._by_owner is None:
+            self._by_owner = services_by_owner(self.config)
+        return self._by_owner
 
     def store(self) -> SqliteStateStore:
         if self._store is None:
@@ -157,5 +173,5 @@ def build_engine(
         on_event=on_event,
         deployer=None if service.deploy is None else FileDeployer(service.deploy),
         checkpoint=checkpoint,
-        shared=shared_live(config, service),
+        shared=shared_live(config, service, edges.by_owner()),
     )
