@@ -344,8 +344,13 @@ def status(
         if not as_json:
             _report(rollover, verbose=True)
     if as_json:
-        payload: Any = documents[0] if service else documents
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        if service:
+            sys.stdout.write(json.dumps(documents[0], indent=2, default=str) + "\n")
+        else:
+            # One service a line: still one JSON array, and json's C encoder (indent would
+            # take the pure-Python one: half a second at thousands of services).
+            lines = ",\n".join(json.dumps(d, default=str) for d in documents)
+            sys.stdout.write(f"[\n{lines}\n]\n" if documents else "[]\n")
     elif not any(d["phase"] for d in documents):
         _say("no rollovers")
 
