@@ -64,7 +64,9 @@ def _root(
 
     Exit codes: 0 success; 1 warnings under --strict; 2 command-line usage error; 3 bad input
     (file, argument); 4 configuration error; 5 DNS provider error; 6 compare-and-swap conflict;
-    7 DNS observation failed; 8 a safety guard refused; 10 a rollover needs a person.
+    7 DNS observation failed; 8 a safety guard refused; 9 held by a fault; 10 a rollover needs
+    a person; 11 state store error; 12 deploy failed; 13 a file could not be written; 14 a
+    configured command failed.
     """
     from rollover.cli import common
     from rollover.errors import InputError
