@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.crashing_cli import KILLED
 from tests.dane_sender import assert_clean
 from tests.dnsfaults import DnsFaults
 from tests.lab import PRIMARY, Lab
@@ -118,11 +119,14 @@ def test_eight_advances_over_twenty_services(lab: Lab, tmp_path: Path) -> None:
             env.stop_server()
 
 
-@pytest.mark.parametrize("refused", [False, True], ids=["batched", "batch refused"])
-def test_one_update_per_zone_and_tick(lab: Lab, tmp_path: Path, refused: bool) -> None:
+@pytest.mark.parametrize("mode", ["batched", "refused", "killed"])
+def test_one_update_per_zone_and_tick(lab: Lab, tmp_path: Path, mode: str) -> None:
     """Five services started together: each tick of a single ``advance --all`` sends their
     retires (and any publish) as one UPDATE for the zone, and the sender sees no failure. A
-    batch the server refuses leaves each service to go on its own in that tick."""
+    batch the server refuses leaves each service to go on its own in that tick; a process
+    killed right after a batched change (before any of its records) is picked up by the next
+    tick, every change on record exactly once."""
+    refused = mode == "refused"
     count = 5
     envs = [ServiceEnv(lab, tmp_path / f"s{i}", ttl=1, name=f"mx{i}") for i in range(count)]
     counter = DnsFaults((PRIMARY, lab.port), lab.keyring).start()
@@ -143,10 +147,15 @@ def test_one_update_per_zone_and_tick(lab: Lab, tmp_path: Path, refused: bool) -
         if refused:
             counter.inject("UPDATE", "REFUSED")
         said = ""
+        killed = 0
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            tick = envs[0].rollover("advance", "--all")
+            crash = "after-retire" if mode == "killed" and not killed else None
+            tick = envs[0].rollover("advance", "--all", crash_at=crash)
             said += tick.stderr
+            if crash is not None and tick.returncode == KILLED:
+                killed += 1
+                continue
             assert tick.returncode == 0, tick.stdout + tick.stderr
             phases = {
                 json.loads(e.rollover("status", e.name, "--json").stdout)["phase"] for e in envs
@@ -164,6 +173,17 @@ def test_one_update_per_zone_and_tick(lab: Lab, tmp_path: Path, refused: bool) -
             assert counter.pending() == 0
         else:
             assert len(retires) < count, [u.owners for u in retires]  # batched
+        if mode == "killed":
+            assert killed == 1
+            for env in envs:
+                history = json.loads(env.rollover("history", env.name, "--json").stdout)
+                removals = [
+                    h
+                    for h in history
+                    if h["event"] in ("provider-change", "provider-change-seen")
+                    and h["detail"].get("removed")
+                ]
+                assert len(removals) == 1, (env.name, removals)  # on record exactly once
     finally:
         if sender is not None:
             sender.stop()
