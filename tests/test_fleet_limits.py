@@ -102,6 +102,16 @@ def test_advance_all_under_a_low_open_files_limit(tmp_path: Path) -> None:
     assert result.returncode == 5  # every service's provider error, none lost
 
 
+def _rollover(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rollover", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_status_and_metrics_over_the_fleet(tmp_path: Path) -> None:
     """``status --json`` (one array, a service a line) and ``metrics --no-verify`` over every
     service of a large configuration, from one state connection."""
@@ -111,25 +121,13 @@ def test_status_and_metrics_over_the_fleet(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
     config = _fleet(tmp_path, closed_port)
-    status = subprocess.run(
-        [sys.executable, "-m", "rollover", "status", "--json", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    status = _rollover("status", "--json", "--config", str(config))
     assert status.returncode == 0, status.stderr
     documents = json.loads(status.stdout)
     assert sorted(d["service"] for d in documents) == sorted(f"mx{i}" for i in range(SERVICES))
     assert {d["phase"] for d in documents} == {"publishing"}
     assert len(status.stdout.splitlines()) == SERVICES + 2  # "[", a service a line, "]"
-    metrics = subprocess.run(
-        [sys.executable, "-m", "rollover", "metrics", "--no-verify", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    metrics = _rollover("metrics", "--no-verify", "--config", str(config))
     assert metrics.returncode == 0, metrics.stderr
     phases = [line for line in metrics.stdout.splitlines() if line.startswith("rollover_phase{")]
     assert sum(line.endswith(" 1") for line in phases) == SERVICES

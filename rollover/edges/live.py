@@ -60,11 +60,9 @@ def live_chains(
     starttls: str | None,
     resolvers: Sequence[str],
     timeout: float,
-    probe: TlsProbe | None = None,
 ) -> LiveChains:
     """Every distinct chain the server presents on every address and key algorithm (the
-    withdraw guard and the cut-over); ``probe`` is the TLS probe to use (a fresh one by
-    default)."""
+    withdraw guard and the cut-over)."""
     from cryptography import x509
 
     from rollover.edges.probe import default_starttls
@@ -77,7 +75,7 @@ def live_chains(
         )
     except ObserverError as exc:
         return LiveChains(error=str(exc))
-    probe = probe or TlsProbe(timeout=timeout)
+    probe = TlsProbe(timeout=timeout)
     chains: list[tuple[x509.Certificate, ...]] = []
     seen: list[tuple[str, tuple[x509.Certificate, ...]]] = []
     for address, address_port in endpoints:

@@ -25,11 +25,12 @@ def batch_provider_changes(
     """Send the pending publish/retire changes as one batch per (provider, zone) where two or
     more are due (one alone too with ``singles``: a deferred service has no other path in its
     tick); returns the number of batches sent. Leases are held throughout."""
-    groups: dict[tuple[str, str], list[tuple[Engine, Rollover, Change]]] = {}
+    groups: dict[tuple[str, str], tuple[Batching, list[tuple[Engine, Rollover, Change]]]] = {}
     held: list[tuple[Engine, Rollover]] = []
     try:
         for engine in engines:
-            if not isinstance(engine.provider, Batching):
+            provider = engine.provider
+            if not isinstance(provider, Batching):
                 continue
             rollover = engine.store.current(engine.service.name)
             if rollover is None or rollover.phase not in (Phase.PUBLISHING, Phase.RETIRING):
@@ -41,17 +42,14 @@ def batch_provider_changes(
             if change is None:
                 continue
             key = (engine.provider.name, engine.provider.zone_for(rollover.owner))
-            groups.setdefault(key, []).append((engine, rollover, change))
+            groups.setdefault(key, (provider, []))[1].append((engine, rollover, change))
         sent = 0
-        for (provider_name, zone), items in groups.items():
+        for (provider_name, zone), (batcher, items) in groups.items():
             if len(items) < 2 and not singles:
                 continue  # a single change takes the ordinary path
             for engine, rollover, change in items:
                 engine.before_change(rollover, change)
-            provider = items[0][0].provider
-            if not isinstance(provider, Batching):  # only such providers were grouped
-                continue
-            receipts = provider.apply_many([c for _e, _r, c in items])
+            receipts = batcher.apply_many([c for _e, _r, c in items])
             for engine, rollover, _change in items:
                 engine.checkpoint(
                     "after-retire" if rollover.phase == Phase.RETIRING else "after-publish"

@@ -62,14 +62,12 @@ def services_by_owner(config: Config) -> dict[str, list[ServiceConfig]]:
 
 
 def shared_live(
-    config: Config,
-    service: ServiceConfig,
-    by_owner: dict[str, list[ServiceConfig]] | None = None,
+    config: Config, service: ServiceConfig, by_owner: dict[str, list[ServiceConfig]]
 ) -> LiveProbe | None:
-    """The chains of the other services that publish at the same owner name (``tlsa_owner``):
-    the RRset is theirs too, so what they present must keep matching all through."""
-    index = by_owner if by_owner is not None else services_by_owner(config)
-    neighbours = [other for other in index.get(service.owner, []) if other.name != service.name]
+    """The chains of the other services that publish at the same owner name (``tlsa_owner``,
+    ``by_owner`` from :func:`services_by_owner`): the RRset is theirs too, so what they
+    present must keep matching all through."""
+    neighbours = [o for o in by_owner.get(service.owner, []) if o.name != service.name]
     if not neighbours:
         return None
     probes = [service_live(config, other) for other in neighbours]
