@@ -896,6 +896,43 @@ def test_an_advance_releases_its_lease(make: Callable[..., World]) -> None:
     assert not first.acquire_lease(current(world))  # the second holds it now
 
 
+def test_an_ageing_wait_costs_no_lease_no_write_and_no_look(
+    make: Callable[..., World],
+) -> None:
+    """A fleet's tick passes a service whose ageing deadline is ahead at the price of one read
+    of its state: no lease taken, nothing written, neither provider nor DNS asked. At the
+    deadline the full advance runs again and deploys."""
+    world = make(OWN)
+    world.start(["3 1 1"], 1)
+    advanced(world)
+    waiting = current(world)
+    assert waiting.phase == Phase.AGING and waiting.waiting_until is not None
+    writes: dict[str, int] = {}
+    for name in ("create", "save", "acquire", "release", "break_lease", "append"):
+        original = getattr(world.store, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            writes[_name] = writes.get(_name, 0) + 1
+            return _original(*args)
+
+        setattr(world.store, name, counted)
+    changes = world.ownership._db.total_changes
+    asked = sum(world.provider.calls.values())
+    observed = world.observer.observations
+    result = advanced(world)
+    assert not result.progressed and result.acted
+    assert writes == {}
+    assert world.ownership._db.total_changes == changes
+    assert sum(world.provider.calls.values()) == asked
+    assert world.observer.observations == observed
+    assert current(world) == waiting
+    world.elapse((waiting.waiting_until - world.clock.now()).total_seconds() + 0.1)
+    advanced(world)
+    assert writes.get("acquire", 0) >= 1 and writes.get("save", 0) >= 1
+    assert phase(world) not in (Phase.AGING, Phase.DEPLOYING)
+    assert_safe(world)
+
+
 # -- 4. abort, rollback, resume ----------------------------------------------------------------
 def in_publishing(world: World) -> None:
     world.start(["3 1 1"], 1)

@@ -406,11 +406,13 @@ class FakeObserver:
         self.servers = servers
         self.resolvers = tuple(f"127.0.0.{53 + i}" for i in range(resolvers))
         self._failures = 0
+        self.observations = 0  # how often the engine looked
 
     def fail_next(self, count: int = 1) -> None:
         self._failures = count
 
     def observe(self, owner: str) -> Observation:
+        self.observations += 1
         if self._failures:
             self._failures -= 1
             return Observation(

@@ -167,6 +167,11 @@ class Engine(Recovery):
             )
         if rollover.phase in FINAL:
             return AdvanceResult(rollover, False, f"rollover {rollover.phase}")
+        if self._ageing_wait(rollover):
+            # The ageing guard is the clock alone: until its deadline an advance decides
+            # nothing, so it takes no lease and writes nothing (a fleet's tick then costs a
+            # waiting service one indexed read).
+            return AdvanceResult(rollover, False, "waiting for caches to drop the old RRset")
         if not self._lease(rollover):
             return AdvanceResult(
                 rollover, False, "another process is advancing this rollover", acted=False
@@ -223,6 +228,19 @@ class Engine(Recovery):
         finally:
             self.store.release(rollover, self.holder)
         return AdvanceResult(rollover, progressed, message, fault=fault, deferred=deferred)
+
+    def _ageing_wait(self, rollover: Rollover) -> bool:
+        """Ageing, its deadline still ahead on the wall clock, and no fault held: what
+        :func:`~rollover.core.phases.decide` would answer is known without a look at DNS. (A
+        wall clock stepped back only makes the wait longer; one stepped forward reaches the
+        deadline and the full advance checks the boot's own clock.)"""
+        until = rollover.waiting_until
+        return (
+            rollover.phase == Phase.AGING
+            and until is not None
+            and rollover.error is None
+            and self.clock.now() < until
+        )
 
 
 __all__ = ["AdvanceResult", "Engine"]
