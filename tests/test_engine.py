@@ -906,7 +906,8 @@ def test_an_ageing_wait_costs_no_lease_no_write_and_no_look(
     world.start(["3 1 1"], 1)
     advanced(world)
     waiting = current(world)
-    assert waiting.phase == Phase.AGING and waiting.waiting_until is not None
+    assert waiting.phase == Phase.AGING
+    assert waiting.waiting_until is not None
     writes: dict[str, int] = {}
     for name in ("create", "save", "acquire", "release", "break_lease", "append"):
         original = getattr(world.store, name)
@@ -920,7 +921,8 @@ def test_an_ageing_wait_costs_no_lease_no_write_and_no_look(
     asked = sum(world.provider.calls.values())
     observed = world.observer.observations
     result = advanced(world)
-    assert not result.progressed and result.acted
+    assert not result.progressed
+    assert result.acted
     assert writes == {}
     assert world.ownership._db.total_changes == changes
     assert sum(world.provider.calls.values()) == asked
@@ -928,7 +930,8 @@ def test_an_ageing_wait_costs_no_lease_no_write_and_no_look(
     assert current(world) == waiting
     world.elapse((waiting.waiting_until - world.clock.now()).total_seconds() + 0.1)
     advanced(world)
-    assert writes.get("acquire", 0) >= 1 and writes.get("save", 0) >= 1
+    assert writes.get("acquire", 0) >= 1
+    assert writes.get("save", 0) >= 1
     assert phase(world) not in (Phase.AGING, Phase.DEPLOYING)
     assert_safe(world)
 
