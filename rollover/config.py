@@ -183,6 +183,13 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+# Services one tick (``advance --all``, ``start --all``) advances at once, each thread with at
+# most one connection open at a time: 16 stays far inside what a mail server grants one client
+# (Postfix's smtpd_client_connection_count_limit is 50) and what BIND serves (tcp-clients 150).
+DEFAULT_CONCURRENCY = 16
+MAX_CONCURRENCY = 256
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     """A provider entry; ``settings`` is the adapter's own validated configuration."""
@@ -227,6 +234,7 @@ class ServiceConfig:
     next_key_path: str | None = None
     trust_anchors: tuple[str, ...] = ()  # pinned issuer certificates for usage 2 records
     tlsa_owner: str | None = None  # the RRset managed when the owner name is a CNAME to it
+    staged: tuple[str, str] | None = None  # (chain, key) where the next key is dropped
 
     @property
     def owner(self) -> str:
@@ -247,6 +255,7 @@ class Config:
     safety_factor: float = 2.0
     warnings: tuple[str, ...] = ()
     on_event: list[str] | str | None = None  # run on failure and completion
+    concurrency: int = DEFAULT_CONCURRENCY  # services a tick advances at once
 
     def service(self, name: str) -> ServiceConfig:
         if name not in self.services:
@@ -329,6 +338,7 @@ def parse_config(
     state_dir = top.text("state_dir", DEFAULT_STATE_DIR)
     safety_factor = top.number("safety_factor", 2.0, low=1.0)
     on_event = top.command("on_event", shell_key="on_event_shell")
+    concurrency = top.integer("concurrency", DEFAULT_CONCURRENCY, low=1, high=MAX_CONCURRENCY)
     services: dict[str, ServiceConfig] = {}
     service_section = top.section("services")
     if service_section is not None:
@@ -345,6 +355,7 @@ def parse_config(
         safety_factor,
         tuple(warnings),
         on_event,
+        concurrency,
     )
 
 
@@ -421,6 +432,7 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
     if observe_via not in ("dns", "provider"):
         raise entry.fail("observe_via", "use dns or provider")
     tlsa_owner = _name(entry, "tlsa_owner")
+    staged = _staged(entry)
     entry.finish()
     return ServiceConfig(
         name,
@@ -441,7 +453,18 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
         next_path,
         trust_anchors,
         tlsa_owner,
+        staged,
     )
+
+
+def _staged(entry: Section) -> tuple[str, str] | None:
+    """``staged: {chain, key}``: where the next chain and key are dropped (``start --all``)."""
+    chain, key = _pair(entry, "staged", ("chain", "key"), None)
+    if chain is None and key is None:
+        return None
+    if chain is None or key is None:
+        raise entry.fail("staged", "give both chain and key")
+    return chain, key
 
 
 def _name(entry: Section, key: str) -> str | None:

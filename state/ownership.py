@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -21,6 +22,7 @@ from typing import Any
 
 from rollover.core.association import Association, parse_association
 from rollover.errors import StateError
+from rollover.state.files import serialized
 from rollover.state.store import connect
 
 _SCHEMA = """
@@ -30,10 +32,18 @@ CREATE TABLE IF NOT EXISTS ownership (owner TEXT PRIMARY KEY, data TEXT NOT NULL
 _SLICES = ("owners", "replaced", "rrsets", "versions")
 
 
+@serialized
 class OwnershipStore:
     """The :class:`rollover.ports.OwnershipLedger` of a state directory."""
 
-    def __init__(self, state_dir: str, *, connection: sqlite3.Connection | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: str,
+        *,
+        connection: sqlite3.Connection | None = None,
+        lock: threading.RLock | None = None,
+    ) -> None:
+        self.lock = lock or threading.RLock()  # the connection's owner's lock, when shared
         self.directory = Path(state_dir)
         if connection is None:
             self.path, self._db = connect(self.directory)

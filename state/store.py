@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -21,7 +22,7 @@ from typing import Any
 from rollover.core.association import parse_association
 from rollover.core.phases import FINAL, Phase, Rollover
 from rollover.errors import ConflictError, StateError
-from rollover.state.files import ensure_dir
+from rollover.state.files import ensure_dir, serialized
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rollovers (
@@ -96,7 +97,8 @@ def connect(directory: Path) -> tuple[Path, sqlite3.Connection]:
         os.close(fd)
     previous = os.umask(0o077)  # the -wal and -shm files too
     try:
-        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        # Shared by a tick's threads, each statement under the stores' one lock.
+        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
     except sqlite3.Error as exc:
@@ -106,10 +108,14 @@ def connect(directory: Path) -> tuple[Path, sqlite3.Connection]:
     return path, db
 
 
+@serialized
 class SqliteStateStore:
-    """One database file, ``state.db``, in the state directory."""
+    """One database file, ``state.db``, in the state directory. Safe to share between
+    threads: every method holds ``lock``, which the ownership record on the same connection
+    shares."""
 
     def __init__(self, state_dir: str) -> None:
+        self.lock = threading.RLock()
         self.directory = Path(state_dir)
         self.path, self._db = connect(self.directory)
         try:

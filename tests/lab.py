@@ -164,6 +164,18 @@ class Lab:
     _sender_control_port: int = 0
     startup_seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    # More signed, updatable children of ``test.`` (the fleet benchmark's zones), and records
+    # to put in any zone's file before the primary loads it (zone -> zone-file lines).
+    fleet_zones: tuple[str, ...] = ()
+    extra_records: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def signed_zones(self) -> tuple[str, ...]:
+        return SIGNED_ZONES + self.fleet_zones
+
+    @property
+    def all_zones(self) -> tuple[str, ...]:
+        return ALL_ZONES + self.fleet_zones
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -314,7 +326,7 @@ class Lab:
         return self.nonce in texts and signed
 
     def _primary_ready(self) -> bool:
-        return all(self._nonce_seen(self.primary, zone, rd=False) for zone in SIGNED_ZONES)
+        return all(self._nonce_seen(self.primary, zone, rd=False) for zone in self.signed_zones)
 
     def _secondary_ready(self) -> bool:
         return self._nonce_seen(self.secondary, "example.test.", rd=False)
@@ -332,7 +344,7 @@ class Lab:
         policy = self.directory / "policy.conf"
         policy.write_text(_POLICY)
         keygen, dsfromkey = _which("dnssec-keygen"), _which("dnssec-dsfromkey")
-        for zone in (*SIGNED_ZONES, "decoy.bogus.test."):
+        for zone in (*self.signed_zones, "decoy.bogus.test."):
             key_zone = "bogus.test." if zone == "decoy.bogus.test." else zone
             target = keys if zone != "decoy.bogus.test." else self.directory / "decoy"
             target.mkdir(exist_ok=True)
@@ -372,6 +384,11 @@ class Lab:
                 "plain NS ns1.example.test.\n"
                 "bogus NS ns1.example.test.\n"
                 f"bogus DS {self.ds['decoy.bogus.test.']}\n"
+                + "".join(
+                    f"{zone.removesuffix('.test.')} NS ns1.example.test.\n"
+                    f"{zone.removesuffix('.test.')} DS {self.ds[zone]}\n"
+                    for zone in self.fleet_zones
+                )
             ),
             "example.test.": (
                 f"ns1 A {PRIMARY}\nmx1 A {PRIMARY}\nmx2 A {PRIMARY}\n"
@@ -383,8 +400,9 @@ class Lab:
             "bogus.test.": f"mx A {PRIMARY}\n",
             "island.lab.": f"mx A {PRIMARY}\n",
         }
-        for zone in ALL_ZONES:
-            (zones / f"{zone}db").write_text(self._zone_text(zone, bodies[zone]))
+        for zone in self.all_zones:
+            body = bodies.get(zone, "") + self.extra_records.get(zone, "")
+            (zones / f"{zone}db").write_text(self._zone_text(zone, body))
 
     def _write_named(self, role: str) -> None:
         base = self.directory / role
@@ -433,9 +451,12 @@ class Lab:
             _POLICY,
         ]
         if role == "primary":
-            for zone in ALL_ZONES:
+            for zone in self.all_zones:
                 lines.append(f'zone "{zone}" {{ type primary; file "{base}/{zone}db";')
-                if zone == "example.test.":
+                if zone in self.fleet_zones:
+                    lines.append(f'  allow-update {{ key "{TSIG_NAME}"; }};')
+                    lines.append('  dnssec-policy "lab"; inline-signing no;')
+                elif zone == "example.test.":
                     lines.append(f'  allow-update {{ key "{TSIG_NAME}"; }};')
                     lines.append('  dnssec-policy "lab"; inline-signing no;')
                     if self.with_secondary:
@@ -518,7 +539,7 @@ class Lab:
                 f"  control-interface: {PRIMARY}",
                 f"  control-port: {control_port}",
             ]
-        zones = (".", *ALL_ZONES) if root_stub else ALL_ZONES
+        zones = (".", *self.all_zones) if root_stub else self.all_zones
         for zone in zones:
             lines += ["stub-zone:", f'  name: "{zone}"', f"  stub-addr: {PRIMARY}@{self.port}"]
         return "\n".join(lines) + "\n"

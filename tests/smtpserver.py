@@ -1,7 +1,10 @@
 """A small STARTTLS SMTP server on loopback for the tests and the demo.
 
 It serves one or more certificate chains from one TLS context (RSA and ECDSA side by side, as
-Postfix does), can withhold STARTTLS, and can swap its chains at run time, like a reload.
+Postfix does), can withhold STARTTLS, and can swap its chains at run time, like a reload. With
+``sni_dir`` it serves many hosts by SNI (the fleet benchmark): ``<sni_dir>/<host>/fullchain.pem``
+and ``privkey.pem``, read at the first handshake for that name after a (re)load, as a server that
+reads its files only when told to.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class SmtpServer:
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    sni_dir: Path | None = None
+    _sni: dict[str, ssl.SSLContext] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.load(self.chains)
@@ -44,9 +49,30 @@ class SmtpServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         for chain, key in chains:
             context.load_cert_chain(str(chain), str(key))
+        if self.sni_dir is not None:
+            context.sni_callback = self._by_name
         with self._lock:
             self._context = context
             self.chains = chains
+            self._sni = {}
+
+    def _by_name(self, conn: ssl.SSLObject, name: str | None, _context: object) -> int | None:
+        """The context of the host the client named (files read once per load)."""
+        if name is None or self.sni_dir is None or "/" in name or name.startswith("."):
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        with self._lock:
+            context = self._sni.get(name)
+        if context is None:
+            folder = self.sni_dir / name
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            try:
+                context.load_cert_chain(str(folder / "fullchain.pem"), str(folder / "privkey.pem"))
+            except (OSError, ssl.SSLError):
+                return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+            with self._lock:
+                self._sni[name] = context
+        conn.context = context
+        return None
 
     def start(self) -> SmtpServer:
         family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
@@ -140,7 +166,8 @@ def main() -> None:
     import time
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pair", nargs=2, action="append", metavar=("CHAIN", "KEY"), required=True)
+    parser.add_argument("--pair", nargs=2, action="append", metavar=("CHAIN", "KEY"), default=[])
+    parser.add_argument("--sni-dir", help="serve <dir>/<sni name>/{fullchain,privkey}.pem")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--hostname", default="mx1.example.test")
     parser.add_argument("--address", default="127.0.0.1", help="loopback address to listen on")
@@ -151,9 +178,12 @@ def main() -> None:
     args = parser.parse_args()
     if not ipaddress.ip_address(args.address).is_loopback:
         parser.error("--address must be a loopback address")
+    if not args.pair and not args.sni_dir:
+        parser.error("give --pair or --sni-dir")
     pairs = [(Path(c), Path(k)) for c, k in args.pair]
     server = SmtpServer(
         pairs,
+        sni_dir=Path(args.sni_dir) if args.sni_dir else None,
         offer_starttls=not args.no_starttls,
         hostname=args.hostname,
         address=args.address,

@@ -30,6 +30,15 @@ PassphraseFileOption = Annotated[
 PassphraseEnvOption = Annotated[
     str, typer.Option("--passphrase-env", help="Environment variable with the passphrase.")
 ]
+ConcurrencyOption = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        min=1,
+        max=256,
+        help="Services advanced at once (overrides concurrency:, default 16).",
+    ),
+]
 DEFAULT_PASSPHRASE_ENV = "ROLLOVER_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 
 

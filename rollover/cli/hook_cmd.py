@@ -1,11 +1,14 @@
 """``rollover hook certbot | acme.sh | dehydrated | lego``: renewal hooks for ACME clients."""
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rollover.cli import common
+
+if TYPE_CHECKING:
+    from rollover.engine.machine import Engine
 
 HELP = """Take a renewal from an ACME client: stage the new chain and key, then start the rollover
 and return at once (`rollover advance --all` from a timer carries it on), or, when the key did
@@ -46,7 +49,8 @@ def hook(
 ) -> None:
     from datetime import UTC, datetime
 
-    from rollover.cli.rollover_cmd import engine_for
+    from rollover.cli.rollover_cmd import batched_tick, engine_for, report_outcomes
+    from rollover.engine.build import SharedEdges
     from rollover.errors import ConfigError, InputError
     from rollover.workflows import renewals as hooks
 
@@ -73,16 +77,27 @@ def hook(
             "services.NAME.acme.lineage or .domain, or a matching host)"
         )
     now = datetime.now(UTC)
+    shared = SharedEdges(cfg, state_dir)
+    started: dict[str, Engine] = {}
     for service in services:
-        engine = engine_for(cfg, service.name, state_dir, _say)
-        hooks.take_renewal(
+        engine = engine_for(cfg, service.name, state_dir, _say, shared)
+        taken = hooks.take_renewal(
             engine,
             service,
             renewal,
             state_dir=common.state_dir(cfg, state_dir),
             now=now,
             out=_say,
+            publish=len(services) == 1,
         )
+        if taken == "started":
+            started[service.name] = engine
+    if len(services) > 1 and started:
+        # A renewal of many names: their publications go out as one change per zone.
+        tick = batched_tick(started, batched=True, single=False, concurrency=cfg.concurrency)
+        worst = report_outcomes(tick, verbose=False)
+        if worst:
+            raise typer.Exit(worst)
 
 
 def _say(line: str) -> None:

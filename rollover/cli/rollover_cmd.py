@@ -115,14 +115,25 @@ def _say(line: str) -> None:
 
 
 def start(
-    service: ServiceArg,
-    cert: Annotated[str, typer.Option("--cert", help="The new full chain (leaf first).")],
-    key: Annotated[str, typer.Option("--key", help="The new private key.")],
+    service: Annotated[str | None, typer.Argument(metavar="[SERVICE]")] = None,
+    cert: Annotated[
+        str | None, typer.Option("--cert", help="The new full chain (leaf first).")
+    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="The new private key.")] = None,
+    all_services: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every service whose configured staged chain and key hold a new key; their "
+            "publications go out as one change per zone.",
+        ),
+    ] = False,
     allow_insecure: Annotated[
         bool,
         typer.Option("--allow-insecure", help="Roll over even if the zone is not DNSSEC-secure."),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
+    concurrency: common.ConcurrencyOption = None,
     config: common.ConfigOption = None,
     state_dir: common.StateDirOption = None,
     passphrase_file: common.PassphraseFileOption = None,
@@ -132,37 +143,173 @@ def start(
 
     Refuses when the key does not belong to the chain, when the zone is not DNSSEC-secure (unless
     --allow-insecure), or when the published records do not match the key the server presents
-    now. Then `rollover advance` (from a timer) or `rollover run` carries it on.
+    now. Then `rollover advance` (from a timer) or `rollover run` carries it on. Without --cert
+    and --key, the service's `staged: {chain, key}` is used. With --all, every service whose
+    staged key is new (not the deployed one) and that has no rollover in progress starts, and
+    the publications of one zone go out as one provider change; exit 0, or the worst error's
+    code (each service's error on its own line).
 
     \b
     Example:
       rollover start mx1 --cert /srv/staging/mx1-fullchain.pem --key /srv/staging/mx1.key
+      rollover start --all
     """
     from rollover.engine.staging import load_staged, passphrase_source
+    from rollover.errors import InputError
 
     cfg = common.load_config(config)
-    engine = engine_for(cfg, service, state_dir, _say)
-    staged = load_staged(cert, key, common.passphrase(passphrase_file, passphrase_env))
+    secret = common.passphrase(passphrase_file, passphrase_env)
     source = passphrase_source(passphrase_file, passphrase_env)
-    if dry_run:
-        plan = engine.plan(staged, allow_insecure=allow_insecure, passphrase_source=source)
-        _say(f"{plan.owner}: plan for {service}")
-        for label, records in (
-            ("old", plan.old),
-            ("bridge", plan.bridge),
-            ("new", plan.new),
-            ("final", plan.kept),
-        ):
-            for association in sorted(records):
-                _say(f"  {label:<6} {association}")
-        _say(
-            f"  cache horizon before: {plan.horizon_before} s; safety factor {plan.safety_factor:g}"
+    if all_services:
+        if service is not None or cert is not None or key is not None:
+            raise InputError("--all takes no SERVICE, --cert or --key (it reads each staged:)")
+        raise typer.Exit(
+            _start_all(
+                cfg,
+                state_dir,
+                secret,
+                source,
+                allow_insecure=allow_insecure,
+                dry_run=dry_run,
+                concurrency=concurrency or cfg.concurrency,
+            )
         )
+    if service is None:
+        raise InputError("give a SERVICE or --all")
+    chain_path, key_path = _staged_paths(cfg.service(service), cert, key)
+    engine = engine_for(cfg, service, state_dir, _say)
+    staged = load_staged(chain_path, key_path, secret)
+    if dry_run:
+        _say_plan(engine.plan(staged, allow_insecure=allow_insecure, passphrase_source=source))
         return
     rollover = engine.start(staged, allow_insecure=allow_insecure, passphrase_source=source)
     _say(f"{service}: rollover {rollover.id} started")
     result = engine.advance()
     _report(result.rollover, verbose=True)
+
+
+def _staged_paths(service: "ServiceConfig", cert: str | None, key: str | None) -> tuple[str, str]:
+    from rollover.errors import InputError
+
+    if cert is not None and key is not None:
+        return cert, key
+    if cert is None and key is None and service.staged is not None:
+        return service.staged
+    raise InputError(
+        f"give --cert and --key (or configure services.{service.name}.staged: {{chain, key}})"
+    )
+
+
+def _say_plan(plan: "Rollover") -> None:
+    _say(f"{plan.owner}: plan for {plan.service}")
+    for label, records in (
+        ("old", plan.old),
+        ("bridge", plan.bridge),
+        ("new", plan.new),
+        ("final", plan.kept),
+    ):
+        for association in sorted(records):
+            _say(f"  {label:<6} {association}")
+    _say(f"  cache horizon before: {plan.horizon_before} s; safety factor {plan.safety_factor:g}")
+
+
+def _start_all(
+    cfg: "Config",
+    state_dir: str | None,
+    secret: bytes | None,
+    source: str | None,
+    *,
+    allow_insecure: bool,
+    dry_run: bool,
+    concurrency: int,
+) -> int:
+    """``start --all``: plan and start every service with new staged material (several at
+    once), then one batched tick publishes them, one provider change per zone. Returns the
+    exit code."""
+    from rollover.core.phases import FINAL
+    from rollover.engine.build import SharedEdges
+    from rollover.engine.staging import Staged, load_staged
+    from rollover.errors import RolloverError
+    from rollover.workflows.fleet import in_parallel
+
+    shared = SharedEdges(cfg, state_dir)
+    store = shared.store()
+    ready: dict[str, tuple[Engine, Staged]] = {}
+    errors: dict[str, RolloverError] = {}
+    candidates = 0
+    for name in sorted(cfg.services):
+        service = cfg.services[name]
+        if service.staged is None or not all(map(_exists, service.staged)):
+            continue
+        active = store.current(name)
+        if active is not None and active.phase not in FINAL:
+            continue  # carried on by advance
+        candidates += 1
+        try:
+            staged = load_staged(*service.staged, secret)
+            if _deployed_spki(service) != staged.spki_sha256:  # else nothing to roll
+                ready[name] = (engine_for(cfg, name, state_dir, _say, shared), staged)
+        except RolloverError as exc:
+            errors[name] = exc
+    started: dict[str, Engine] = {}
+    plans: dict[str, Rollover] = {}
+
+    def begin(name: str) -> None:
+        engine, staged = ready[name]
+        try:
+            if dry_run:
+                plans[name] = engine.plan(
+                    staged, allow_insecure=allow_insecure, passphrase_source=source
+                )
+                return
+            rollover = engine.start(staged, allow_insecure=allow_insecure, passphrase_source=source)
+        except RolloverError as exc:
+            errors[name] = exc
+            return
+        started[name] = engine
+        _say(f"{name}: rollover {rollover.id} started")
+
+    in_parallel(ready, begin, concurrency)
+    for name in sorted(plans):
+        _say_plan(plans[name])
+    worst = 0
+    for name in sorted(errors):
+        common.warn(f"{name}: {errors[name]}")
+        worst = max(worst, errors[name].exit_code)
+    if not started:
+        if not dry_run and not worst:
+            _say(
+                "nothing to start: no service has a new staged key"
+                if candidates
+                else "nothing to start: no service has staged material (services.NAME.staged)"
+            )
+        return worst
+    ordered = {name: started[name] for name in sorted(started)}
+    tick = batched_tick(ordered, batched=True, single=False, concurrency=concurrency)
+    return max(worst, report_outcomes(tick, verbose=True))
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    return os.path.exists(path)
+
+
+def _deployed_spki(service: "ServiceConfig") -> str | None:
+    """SHA-256 of the deployed key's SPKI, or None (no deploy configured, nothing there)."""
+    import hashlib
+
+    from rollover.core.material import parse_material
+    from rollover.edges.files import read_source
+    from rollover.errors import RolloverError
+
+    if service.deploy is None or not _exists(service.deploy.key):
+        return None
+    try:
+        spki = parse_material(service.deploy.key, read_source(service.deploy.key)).key_spki
+    except RolloverError:
+        return None
+    return None if spki is None else hashlib.sha256(spki).hexdigest()
 
 
 def advance(
@@ -171,6 +318,7 @@ def advance(
         bool, typer.Option("--all", help="Every service with a rollover.")
     ] = False,
     verbose: Verbose = False,
+    concurrency: common.ConcurrencyOption = None,
     config: common.ConfigOption = None,
     state_dir: common.StateDirOption = None,
 ) -> None:
@@ -204,7 +352,20 @@ def advance(
                 raise
             common.warn(f"{name}: {exc}")
             worst = max(worst, exc.exit_code)
-    results = _tick(engines, batched=len(engines) > 1, single=len(names) == 1)
+    results = batched_tick(
+        engines,
+        batched=len(engines) > 1,
+        single=len(names) == 1,
+        concurrency=concurrency or cfg.concurrency,
+    )
+    raise typer.Exit(max(worst, report_outcomes(results, verbose=verbose)))
+
+
+def report_outcomes(results: "dict[str, AdvanceResult | RolloverError]", *, verbose: bool) -> int:
+    """Say what each service's advance came to; the exit code of the worst."""
+    from rollover.errors import RolloverError
+
+    worst = 0
     for name, outcome in results.items():
         if isinstance(outcome, RolloverError):
             common.warn(f"{name}: {outcome}")
@@ -217,46 +378,23 @@ def advance(
             worst = max(worst, HELD_BY_A_FAULT)
         elif verbose:
             _report(outcome.rollover, verbose=True)
-    raise typer.Exit(worst)
+    return worst
 
 
-def _tick(
-    engines: "dict[str, Engine]", *, batched: bool, single: bool
+def batched_tick(
+    engines: "dict[str, Engine]", *, batched: bool, single: bool, concurrency: int
 ) -> "dict[str, AdvanceResult | RolloverError]":
-    """One tick: every service advanced. With ``batched``, each first stops at its next
-    publish or retire; those changes go out as one per (provider, zone); then the services
-    that stopped carry on from there, each on its own (a change the batch did not carry, or
-    a batch refused, is then made or waited for service by service)."""
-    from rollover.engine.batching import batch_provider_changes
-    from rollover.errors import RolloverError
-    from rollover.ports import Batching
+    """:func:`rollover.workflows.fleet.batched_tick`, saying what it does on the terminal."""
+    from rollover.workflows.fleet import batched_tick as tick
 
-    results: dict[str, AdvanceResult | RolloverError] = {}
-
-    def advance(name: str, engine: "Engine", defer: bool) -> None:
-        try:
-            results[name] = engine.advance(defer_changes=defer)
-        except RolloverError as exc:
-            if single:
-                raise
-            results[name] = exc
-
-    for name, engine in engines.items():
-        advance(name, engine, batched and isinstance(engine.provider, Batching))
-    deferred = {
-        name: engines[name]
-        for name, result in results.items()
-        if not isinstance(result, RolloverError) and result.deferred
-    }
-    if deferred:
-        try:
-            batch_provider_changes(list(deferred.values()), _say, singles=True)
-        except RolloverError as exc:
-            # One conflict refuses its whole batch: each service goes on its own.
-            common.warn(f"batched provider change: {exc}; going service by service")
-        for name, engine in deferred.items():
-            advance(name, engine, False)
-    return results
+    return tick(
+        engines,
+        batched=batched,
+        single=single,
+        concurrency=concurrency,
+        out=_say,
+        warn=common.warn,
+    )
 
 
 def run(

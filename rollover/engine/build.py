@@ -130,7 +130,10 @@ class SharedEdges:
         if self._ownership is None:
             from rollover.state.ownership import OwnershipStore
 
-            self._ownership = OwnershipStore(self.state_dir, connection=self.store().connection)
+            store = self.store()
+            self._ownership = OwnershipStore(
+                self.state_dir, connection=store.connection, lock=store.lock
+            )
         return self._ownership
 
     def provider(self, name: str) -> Provider:

@@ -53,7 +53,7 @@ class Engine(Recovery):
         now = self.clock.now()
         configured, warnings = service_associations(service, staged.material, now)
         for line in dict.fromkeys(warnings):
-            self.out(f"warning: {line}")
+            self.out(f"{service.name}: warning: {line}")
         observation = self.observer.observe(service.owner)
         self._require_secure(observation, allow_insecure)
         self._require_signing(service.owner, allow_insecure)
@@ -66,7 +66,7 @@ class Engine(Recovery):
             self.ownership.note_served(service.owner, {last[1]}, now, self._boot())
         note = follow(self.provider, self.ownership, service.owner, now, self._boot())
         if note is not None:
-            self.out(f"plan: {note}")
+            self.out(f"{service.name}: plan: {note}")
         self.ownership.seen(service.owner, current.records, now, self._boot(), current.ttl)
         live = self.live()
         if live.error is not None:
@@ -93,7 +93,7 @@ class Engine(Recovery):
             owned=self.ownership.owned(service.owner),
         )
         for note in plan.notes:
-            self.out(f"plan: {note}")
+            self.out(f"{service.name}: plan: {note}")
         horizon_known = self._replaced_horizon(now)
         self.ownership.note_served(service.owner, {current.ttl}, now, self._boot())
         phase = Phase.PUBLISHING

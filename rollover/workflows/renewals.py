@@ -153,11 +153,14 @@ def take_renewal(
     state_dir: str,
     now: datetime,
     out: Callable[[str], None],
+    publish: bool = True,
 ) -> str:
     """Stage the renewal for one service, then start its rollover or deploy at once.
 
     Returns ``"deployed"`` (the key did not change and its associations are published: nothing
-    to roll) or ``"started"``.
+    to roll) or ``"started"``. With ``publish`` False the started rollover is left for the
+    caller's batched tick to publish (one provider change per zone for a renewal of many
+    names).
     """
     from rollover.core.material import parse_material
     from rollover.core.phases import FINAL
@@ -195,7 +198,8 @@ def take_renewal(
             )
             return "deployed"
     engine.start(staged)
-    engine.advance()
+    if publish:
+        engine.advance()
     out(
         f"{service.name}: rollover started for the renewed key; `rollover advance --all` "
         "carries it on"

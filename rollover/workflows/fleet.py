@@ -1,0 +1,83 @@
+"""A fleet's tick: many services advanced in one process, their provider changes sent one per
+zone, and the work that waits on the network (DNS observations, TLS probes, reloads) done for
+several services at once.
+
+Threads, not processes: every engine of the tick shares one state connection (its stores hold
+one lock per statement group, :func:`rollover.state.files.serialized`), one ownership record and
+one provider adapter per configured provider. Each service is advanced by one thread at a time,
+and a rollover by one process at a time (its lease), so the engine's own reasoning stays
+sequential; only the waits overlap. The batch of provider changes runs between the two passes,
+in the calling thread, with no engine running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from rollover.engine.batching import batch_provider_changes
+from rollover.engine.machine import AdvanceResult, Engine
+from rollover.errors import RolloverError
+from rollover.ports import Batching
+
+Item = TypeVar("Item")
+Outcome = AdvanceResult | RolloverError
+
+
+def in_parallel(items: Iterable[Item], work: Callable[[Item], None], concurrency: int) -> None:
+    """``work`` on every item, at most ``concurrency`` at once; the first unexpected exception
+    (not a :class:`RolloverError`, which ``work`` records itself) is raised once all have run."""
+    listed = list(items)
+    if concurrency <= 1 or len(listed) <= 1:
+        for item in listed:
+            work(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(listed))) as pool:
+        futures = [pool.submit(work, item) for item in listed]
+    for future in futures:
+        future.result()
+
+
+def batched_tick(
+    engines: Mapping[str, Engine],
+    *,
+    batched: bool,
+    single: bool,
+    concurrency: int,
+    out: Callable[[str], None],
+    warn: Callable[[str], None],
+) -> dict[str, Outcome]:
+    """One tick: every service advanced. With ``batched``, each first stops at its next
+    publish or retire; those changes go out as one per (provider, zone); then the services
+    that stopped carry on from there, each on its own (a change the batch did not carry, or
+    a batch refused, is then made or waited for service by service). With ``single`` an
+    error is raised rather than recorded. Results in the order of ``engines``."""
+    results: dict[str, Outcome] = {}
+
+    def advance(name: str, defer: bool) -> None:
+        try:
+            results[name] = engines[name].advance(defer_changes=defer)
+        except RolloverError as exc:
+            if single:
+                raise
+            results[name] = exc
+
+    in_parallel(
+        engines,
+        lambda name: advance(name, batched and isinstance(engines[name].provider, Batching)),
+        concurrency,
+    )
+    stopped = {n for n, r in results.items() if isinstance(r, AdvanceResult) and r.deferred}
+    deferred = [name for name in engines if name in stopped]
+    if deferred:
+        try:
+            batch_provider_changes([engines[name] for name in deferred], out, singles=True)
+        except RolloverError as exc:
+            # One conflict refuses its whole batch: each service goes on its own.
+            warn(f"batched provider change: {exc}; going service by service")
+        in_parallel(deferred, lambda name: advance(name, False), concurrency)
+    return {name: results[name] for name in engines if name in results}
+
+
+__all__ = ["batched_tick", "in_parallel"]
