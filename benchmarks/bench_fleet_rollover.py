@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -68,17 +68,31 @@ class Run:
 
 
 def timed(args: list[str], config: Path, *, limit: int | None = 1024) -> Run:
-    def low() -> None:
-        if limit is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
+    argv = [sys.executable, "-m", "rollover", *args, "--config", str(config)]
+    profile = os.environ.get("BENCH_PROFILE")  # a directory: py-spy's raw stacks per process
+    if limit is not None:  # prlimit (util-linux), not preexec_fn: the sender's threads run
+        argv = ["prlimit", f"--nofile={limit}:{limit}", "--", *argv]
+    if profile:
+        out_file = Path(profile) / f"{args[0]}-{time.monotonic_ns()}.txt"
+        argv = [
+            "py-spy",
+            "record",
+            "-r",
+            "250",
+            "--idle",
+            "-f",
+            "raw",
+            "-o",
+            str(out_file),
+            "--",
+            *argv,
+        ]
     with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
         began = time.perf_counter()
         process = subprocess.Popen(
-            [sys.executable, "-m", "rollover", *args, "--config", str(config)],
+            argv,
             stdout=out,
             stderr=err,
-            preexec_fn=low,
             cwd=ROOT,
         )
         _, status, usage = os.wait4(process.pid, 0)
@@ -109,7 +123,10 @@ class Fleet:
             host = f"{name}.{zone}"
             self.names.append(name)
             self.hosts[name] = host
-            for folder, kind in ((self.directory / "sni" / host, "now"), (self.staged(name), "next")):
+            for folder, kind in (
+                (self.directory / "sni" / host, "now"),
+                (self.staged(name), "next"),
+            ):
                 key = make_key("p256", kind + name)
                 cert = make_cert(host, key, (root, root_key), dns_names=(host,))
                 folder.mkdir(parents=True)
@@ -324,7 +341,7 @@ def one_size(n: int, sample: int) -> dict[str, Any]:
 def gap(sender: StrictSender) -> float:
     """The longest stretch without a successful check."""
     times = sorted(sender.success_times)
-    return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
 def report(results: list[dict[str, Any]]) -> None:
@@ -369,7 +386,9 @@ def main() -> None:
         results.append(result)
         print(
             f"N={n:,}: setup {result['setup']:.0f} s, {len(result['ticks'])} ticks, "
-            f"{result['updates']} UPDATEs, {result['failures']} sender failures",
+            f"{result['updates']} UPDATEs, {result['failures']} sender failures; start --all "
+            f"{result['batch'].wall:.1f} s wall / {result['batch'].cpu:.1f} s CPU; ticks (wall / "
+            "CPU): " + ", ".join(f"{t.wall:.1f}/{t.cpu:.1f}" for t in result["ticks"]),
             flush=True,
         )
     report(results)

@@ -23,7 +23,7 @@ from typing import Any
 from rollover.core.association import Association, parse_association
 from rollover.errors import StateError
 from rollover.state.files import serialized
-from rollover.state.store import connect
+from rollover.state.store import connect, make_durable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ownership (owner TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -42,8 +42,11 @@ class OwnershipStore:
         *,
         connection: sqlite3.Connection | None = None,
         lock: threading.RLock | None = None,
+        synced: list[int] | None = None,
     ) -> None:
-        self.lock = lock or threading.RLock()  # the connection's owner's lock, when shared
+        # Shared with the state store when the connection is: one lock, one sync count.
+        self.lock = lock or threading.RLock()
+        self.synced: list[int] = [] if synced is None else synced
         self.directory = Path(state_dir)
         if connection is None:
             self.path, self._db = connect(self.directory)
@@ -81,6 +84,11 @@ class OwnershipStore:
             legacy.replace(legacy.with_name(legacy.name + ".bak"))
         except OSError as exc:
             raise StateError(f"{legacy}: imported, but cannot be set aside: {exc}") from None
+
+    def durable(self) -> None:
+        """What was committed survives a power loss from now on (before the DNS change a
+        claim precedes)."""
+        make_durable(self.path, self._db, self.synced)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -124,17 +132,22 @@ class OwnershipStore:
 
     @contextmanager
     def _editing(self, owner: str) -> Iterator[dict[str, Any]]:
-        """The record of ``owner`` in one transaction, written back when the block ends."""
+        """The record of ``owner`` in one transaction, written back when the block ends (and
+        only if it changed: a tick's "seen again, as before" writes nothing)."""
         key = owner.lower()
         with self._transaction() as db:
             doc = self._read(db, owner)
+            before = json.dumps(_row(doc, key), sort_keys=True)
             yield doc
             row = _row(doc, key)
+            text = json.dumps(row, sort_keys=True)
+            if text == before:
+                return
             if any(value for value in row.values()):
                 db.execute(
                     "INSERT INTO ownership (owner, data) VALUES (?, ?) "
                     "ON CONFLICT(owner) DO UPDATE SET data = excluded.data",
-                    (key, json.dumps(row, sort_keys=True)),
+                    (key, text),
                 )
             else:
                 db.execute("DELETE FROM ownership WHERE owner = ?", (key,))

@@ -131,6 +131,10 @@ _DELETE = object()
         ("services.mx1.deploy.shell", True, "services.mx1.deploy.shell: runs a string"),
         ("on_event", "notify | mail root", "on_event: uses the shell ('|')"),
         ("services.mx1.deploy.shell", "yes", "services.mx1.deploy.shell: expected"),
+        ("concurrency", 0, "concurrency: 0 is out of range 1..256"),
+        ("concurrency", 1000, "concurrency: 1000 is out of range"),
+        ("services.mx1.staged", {"chain": "/s/c.pem"}, "services.mx1.staged: give both"),
+        ("services.mx1.staged", {"chain": "/c", "key": "/k", "x": 1}, "staged.x: unknown key"),
     ],
 )
 def test_errors_name_the_key_path(secret: Path, path: str, value: object, message: str) -> None:

@@ -111,3 +111,31 @@ def test_a_lease_lost_before_a_blocking_call_raises(world: World) -> None:
     with pytest.raises(ConflictError, match=r"lease .* was lost to another process"):
         first.advance()
     assert world.provider.calls["apply"] == applied_before  # the change was never sent
+
+
+def test_an_advance_writes_its_lease_twice(world: World) -> None:
+    """Taken once and released once per advance, however many steps it takes in between
+    (each step only reads that the lease is still its own); a step more than RENEW_AFTER
+    after the last write renews it for real."""
+    from rollover.engine.leases import RENEW_AFTER
+
+    world.start(["3 1 1"], 1)
+    writes: list[str] = []
+    for name in ("acquire", "release"):
+        original = getattr(world.store, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            writes.append(_name)
+            return _original(*args)
+
+        setattr(world.store, name, counted)
+    engine = world.engine()
+    engine.advance()  # publishing -> propagating -> aging: several steps, each renewing
+    assert writes == ["acquire", "release"]
+    writes.clear()
+    rollover = world.rollover()
+    assert rollover is not None
+    assert engine.acquire_lease(rollover)
+    world.elapse(RENEW_AFTER + 1)
+    assert engine._renew(rollover)
+    assert writes == ["acquire", "acquire"]

@@ -360,6 +360,7 @@ class FakeProvider:
 
     def apply(self, change: Change) -> Receipt:
         self._call("apply")
+        self.world.require_durable("a provider change")
         if change.owner != OWNER:
             raise ProviderError(f"fake provider: {change.owner} is not in {ZONE}")
         current = self.world.rrset()
@@ -538,11 +539,13 @@ class FakeDeployer:
 
     def install(self, chain: bytes, key: bytes) -> None:
         self._call("install")
+        self.world.require_durable("an install")
         self.chain, self.key = chain, key
         self.installs += 1
 
     def reload(self) -> None:
         self._call("reload")
+        self.world.require_durable("a reload")
         self.reloads += 1
         self.world.server.reload(parse_chain(self.chain))
         self.world.check_downgrade("reload")
@@ -569,6 +572,7 @@ class MemoryStateStore:
     def __init__(self) -> None:
         self.rows: dict[int, _Row] = {}
         self.events: list[dict[str, Any]] = []
+        self.undurable = 0  # rollover writes since the last durable(): lost on a power cut
 
     def create(self, rollover: Rollover) -> Rollover:
         if any(r.service == rollover.service and r.active for r in self.rows.values()):
@@ -578,6 +582,7 @@ class MemoryStateStore:
             )
         row_id = len(self.rows) + 1
         self.rows[row_id] = _Row(rollover.service, True, 1, _encode(rollover))
+        self.undurable += 1
         return _decode(row_id, 1, self.rows[row_id].data)
 
     def current(self, service: str) -> Rollover | None:
@@ -608,6 +613,7 @@ class MemoryStateStore:
         row.data = _encode(rollover)
         row.version += 1
         row.active = active
+        self.undurable += 1
         return _decode(rollover.id, row.version, row.data)
 
     def acquire(self, rollover: Rollover, holder: str, now: float, ttl: float) -> bool:
@@ -631,7 +637,11 @@ class MemoryStateStore:
         if row is not None and row.lease_holder == holder:
             row.lease_holder = row.lease_until = None
 
+    def durable(self) -> None:
+        self.undurable = 0
+
     def append(self, rollover: Rollover, at: datetime, event: str, detail: dict[str, Any]) -> None:
+        self.undurable += 1
         self.events.append(
             {
                 "rollover": rollover.id,
@@ -1139,6 +1149,18 @@ class World:
         """Every way a sender could have failed so far (see the module docstring)."""
         self._check_senders()
         return [*self._sender, *self.violations]
+
+    def require_durable(self, what: str) -> None:
+        """The state invariant every change of the world rests on: what the state says
+        about it (the rollover, its history, the ownership claims) already survives a power
+        loss, so none can be left unrecorded."""
+        synced = self.ownership.synced[0] if self.ownership.synced else 0
+        if self.store.undurable or self.ownership._db.total_changes != synced:
+            raise AssertionError(
+                f"{what} went out with state writes not yet durable "
+                f"({self.store.undurable} rollover writes, ownership "
+                f"{self.ownership._db.total_changes - synced} changes)"
+            )
 
     def check_downgrade(self, event: str) -> None:
         """The tool never leaves the name without a usable record while an address presents a

@@ -84,8 +84,11 @@ class Actions(FactFinding):
         return None
 
     def before_change(self, r: Rollover, change: Change) -> None:
+        """Claim what the change adds, and make the state durable: the change goes out
+        only once its record would survive a power loss."""
         if change.added:
             self.ownership.claim(r.owner, change.added, r.service, self.clock.now())
+        self._durable()
 
     def after_change(self, r: Rollover, change: Change, receipt: Receipt) -> None:
         """Record a change applied for this rollover (alone or in a batch); wait for it."""
@@ -134,9 +137,11 @@ class Actions(FactFinding):
         if not deployer.matches(staged.chain, staged.key):
             self._backup(r, deployer)
             self._hold(r)
+            self._durable()
             deployer.install(staged.chain, staged.key)
             self.checkpoint("after-install")
         self._hold(r)
+        self._durable()
         deployer.reload()
         self.checkpoint("after-reload")
         self.store.append(

@@ -78,6 +78,13 @@ class EngineBase:
         self.checkpoint = checkpoint
         self.shared = shared  # the other hosts sharing the RRset (``tlsa_owner``)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._renewed: dict[int | None, float] = {}  # rollover id -> last lease write (boot clock)
+
+    def _durable(self) -> None:
+        """Before a change outside the state (a provider change, a deploy): everything the
+        state says about it is on disk first, so a power loss cannot leave it unrecorded."""
+        self.store.durable()
+        self.ownership.durable()
 
     # -- start -----------------------------------------------------------------------------
     def steady(self) -> tuple[tuple[x509.Certificate, ...], ...]:

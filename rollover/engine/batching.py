@@ -64,4 +64,4 @@ def batch_provider_changes(
         return sent
     finally:
         for engine, rollover in held:
-            engine.store.release(rollover, engine.holder)
+            engine.release_lease(rollover)

@@ -132,7 +132,7 @@ class SharedEdges:
 
             store = self.store()
             self._ownership = OwnershipStore(
-                self.state_dir, connection=store.connection, lock=store.lock
+                self.state_dir, connection=store.connection, lock=store.lock, synced=store.synced
             )
         return self._ownership
 

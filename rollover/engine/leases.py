@@ -15,29 +15,55 @@ from rollover.engine.base import EngineBase
 from rollover.errors import ConflictError
 
 LEASE_SECONDS = 120.0
+# A lease renewed this recently is not written again: at least ``lease_term - RENEW_AFTER``
+# of it is left, still more than the longest call made under it (a provider wait), so a
+# fleet's tick writes a service's lease twice per advance (take, release), not at every step;
+# in between each renewal only reads that the lease is still this engine's.
+RENEW_AFTER = 15.0
 
 
 class Leases(EngineBase):
     def acquire_lease(self, rollover: Rollover) -> bool:
         return self._lease(rollover)
 
+    def release_lease(self, rollover: Rollover) -> None:
+        self._renewed.pop(rollover.id, None)
+        self.store.release(rollover, self.holder)
+
+    def _take(self, rollover: Rollover, now: float) -> bool:
+        taken = self.store.acquire(rollover, self.holder, now, self.lease_term)
+        if taken:
+            self._renewed[rollover.id] = now
+        else:
+            self._renewed.pop(rollover.id, None)
+        return taken
+
     def _lease(self, rollover: Rollover) -> bool:
         """Take the lease; take it over from a holder on this host whose process is gone
         (a crashed ``advance``), without waiting for it to expire."""
         now = self.clock.monotonic()
-        if self.store.acquire(rollover, self.holder, now, self.lease_term):
+        if self._take(rollover, now):
             return True
         holder = self.store.lease_holder(rollover, now)
         if holder is not None and _holder_dead(holder):
             self.store.break_lease(rollover, holder)
             self.store.append(rollover, self.clock.now(), "lease-broken", {"holder": holder})
-            return self.store.acquire(rollover, self.holder, now, self.lease_term)
+            return self._take(rollover, now)
         return False
 
     def _renew(self, rollover: Rollover) -> bool:
         """Extend the lease before each step: a long advance (provider waits, probes) must not
-        outlast it and let a second process act on the same rollover."""
-        return self.store.acquire(rollover, self.holder, self.clock.monotonic(), self.lease_term)
+        outlast it and let a second process act on the same rollover. Written only when the
+        last renewal is older than :data:`RENEW_AFTER`; until then it is read (a lease taken
+        over meanwhile, from a holder presumed dead, is still seen at once)."""
+        now = self.clock.monotonic()
+        last = self._renewed.get(rollover.id)
+        if last is not None and 0 <= now - last < RENEW_AFTER:
+            if self.store.lease_holder(rollover, now) == self.holder:
+                return True
+            self._renewed.pop(rollover.id, None)
+            return False
+        return self._take(rollover, now)
 
     @property
     def lease_term(self) -> float:
@@ -49,7 +75,7 @@ class Leases(EngineBase):
         """Renew the lease before a call that may block (a provider change or wait, a probe, a
         DNS observation, a deploy): a step may take minutes, and a second process must never
         find the lease expired and act on the same rollover meanwhile. Lost: stop here."""
-        if not self.store.acquire(rollover, self.holder, self.clock.monotonic(), self.lease_term):
+        if not self._renew(rollover):
             raise ConflictError(
                 f"the lease on the rollover of {rollover.service} was lost to another process "
                 "while this one worked; stopped before acting further"

@@ -226,7 +226,7 @@ class Engine(Recovery):
             rollover = self._record_error(rollover, str(exc))
             raise
         finally:
-            self.store.release(rollover, self.holder)
+            self.release_lease(rollover)
         return AdvanceResult(rollover, progressed, message, fault=fault, deferred=deferred)
 
     def _ageing_wait(self, rollover: Rollover) -> bool:

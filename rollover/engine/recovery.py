@@ -86,7 +86,7 @@ class Recovery(Actions):
             self._event(Phase.ABORTED.value, ended, "aborted before deploy")
             return ended
         finally:
-            self.store.release(r, self.holder)
+            self.release_lease(r)
 
     def resume(self) -> Rollover:
         """Take a ``failed`` rollover back to the phase it failed in, once a person fixed the
@@ -121,7 +121,7 @@ class Recovery(Actions):
             self.out(f"{self.service.name}: {phase}: resumed; the guards are checked again")
             return resumed
         finally:
-            self.store.release(r, self.holder)
+            self.release_lease(r)
 
     def rollback(self) -> Rollover:
         r = self._claim(allow_failed=True)
@@ -146,6 +146,7 @@ class Recovery(Actions):
                 replace(r, rolled_back=True), Phase.ABORTED, "rolling back to the previous key"
             )
             deployer = self._deployer()
+            self._durable()
             deployer.install(chain, key)
             deployer.reload()
             self.store.append(ended, self.clock.now(), "deploy", {"rolled_back": True})
@@ -162,7 +163,7 @@ class Recovery(Actions):
             self._event(Phase.ABORTED.value, ended, "rolled back to the previous chain and key")
             return ended
         finally:
-            self.store.release(r, self.holder)
+            self.release_lease(r)
 
     def _require_old_published(self, r: Rollover, chain_pem: bytes) -> None:
         chain = leaf_first("backup chain", chain_pem)
@@ -189,6 +190,7 @@ class Recovery(Actions):
             return
         remaining = current.records - removing
         change = Change(current, TlsaRRset(r.owner, current.ttl if remaining else None, remaining))
+        self._durable()
         try:
             receipt = self.provider.apply(change)
         except RolloverError as exc:

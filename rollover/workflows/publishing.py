@@ -60,6 +60,7 @@ def publish(
     if dry_run or change.is_noop:
         return Outcome(change, None)
     store.claim(owner, change.added, service.name, now)
+    store.durable()  # the claim survives a power loss before the record exists
     try:
         receipt = provider.apply(change)
     except ConflictError:
@@ -100,6 +101,7 @@ def withdraw(
         check_live(change, live(), port=service.port, host=service.host, now=now)
     if dry_run:
         return Outcome(change, None)
+    store.durable()
     receipt = provider.apply(change)
     store.release(owner, change.removed)
     store.note_served(owner, {current.ttl}, now)
