@@ -4,10 +4,18 @@ A change from RRset A to RRset B is sent as one UPDATE message whose prerequisit
 section 2.4.2, "RRset exists (value dependent)", or 2.4.5 "RRset does not exist" when A is empty)
 makes the server apply it only if the RRset is still exactly A. NXRRSET/YXRRSET answers become
 :class:`ConflictError`. Every response code is checked; TSIG failures are named.
+
+Messages to the primary reuse one TCP connection per thread (RFC 7766 section 6.2.1: a client
+SHOULD send several queries over one connection); a connection the server closed while idle
+(BIND's tcp-idle-timeout) is seen before use and replaced. The zone of an owner name is looked
+up once per process.
 """
 
 from __future__ import annotations
 
+import select
+import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,10 +116,62 @@ class Rfc2136Provider:
             )
         }
         self._keyname = dns.name.from_text(settings.tsig.name)
+        self._zones: dict[str, str] = {}
+        self._local = threading.local()  # this thread's open connection to the primary
+        self._open: set[socket.socket] = set()  # every thread's, closed by close()
+        self._open_lock = threading.Lock()
 
     # -- transport -------------------------------------------------------------------------
+    def _connection(self) -> tuple[socket.socket, bool]:
+        """This thread's connection to the primary, and whether it was kept from an earlier
+        exchange; opened when there is none or the server closed it meanwhile (readable
+        while idle means EOF or garbage: either way, unusable)."""
+        sock: socket.socket | None = getattr(self._local, "sock", None)
+        if sock is not None:
+            try:
+                readable, _, _ = select.select([sock], [], [], 0)
+            except (OSError, ValueError):
+                readable = [sock]
+            if not readable:
+                return sock, True
+            self._drop()
+        family = socket.AF_INET6 if ":" in self._address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.settings.timeout)
+            sock.connect((self._address, self._port))
+        except BaseException:
+            sock.close()
+            raise
+        self._local.sock = sock
+        with self._open_lock:
+            self._open.add(sock)
+        return sock, False
+
+    def _drop(self) -> None:
+        sock: socket.socket | None = getattr(self._local, "sock", None)
+        self._local.sock = None
+        if sock is not None:
+            with self._open_lock:
+                self._open.discard(sock)
+            sock.close()
+
+    def close(self) -> None:
+        """Close every thread's connection to the primary."""
+        lock = getattr(self, "_open_lock", None)  # None: __init__ failed before it
+        if lock is None:
+            return
+        with lock:
+            opened, self._open = self._open, set()
+        for sock in opened:
+            sock.close()
+
+    def __del__(self) -> None:
+        self.close()
+
     def _exchange(self, message: dns.message.Message) -> dns.message.Message:
-        """One TCP exchange, retried with backoff on timeouts and dropped connections."""
+        """One TCP exchange on this thread's connection, retried with backoff on timeouts and
+        dropped connections (each retry on a fresh connection)."""
         delay = 0.5
         last = ""
         for attempt in range(self.settings.retries):
@@ -119,9 +179,7 @@ class Rfc2136Provider:
                 self._sleep(delay)
                 delay = min(delay * 2, 8.0)
             try:
-                return dns.query.tcp(
-                    message, self._address, port=self._port, timeout=self.settings.timeout
-                )
+                return self._send(message)
             except dns.exception.Timeout:
                 last = f"timed out after {self.settings.timeout:g} s"
             except (ConnectionError, EOFError) as exc:
@@ -146,6 +204,28 @@ class Rfc2136Provider:
             f"{self.name}: {self._label}: {last} ({self.settings.retries} attempts)"
         )
 
+    def _send(self, message: dns.message.Message) -> dns.message.Message:
+        """One exchange. On a kept connection that turns out closed (the server closed it as
+        it went idle, just as this message left), once more at once on a fresh one: the
+        message never reached the server, and an UPDATE's prerequisite would refuse a
+        second application anyway."""
+        sock, kept = self._connection()
+        try:
+            return self._send_on(message, sock)
+        except (ConnectionError, EOFError):
+            if not kept:
+                raise
+        return self._send_on(message, self._connection()[0])
+
+    def _send_on(self, message: dns.message.Message, sock: socket.socket) -> dns.message.Message:
+        try:
+            return dns.query.tcp(
+                message, self._address, port=self._port, timeout=self.settings.timeout, sock=sock
+            )
+        except BaseException:
+            self._drop()  # never reused after a failure: its stream may be out of step
+            raise
+
     def _tsig_problem(self, what: str) -> str:
         return f"{self.name}: {self._label}: TSIG key {self.settings.tsig} rejected: {what}"
 
@@ -165,6 +245,12 @@ class Rfc2136Provider:
 
     # -- Provider --------------------------------------------------------------------------
     def zone_for(self, owner: str) -> str:
+        key = owner.lower()
+        if key not in self._zones:
+            self._zones[key] = self._find_zone(owner)
+        return self._zones[key]
+
+    def _find_zone(self, owner: str) -> str:
         if self.settings.zone is not None:
             zone = dns.name.from_text(self.settings.zone)
             if not dns.name.from_text(owner).is_subdomain(zone):

@@ -67,6 +67,44 @@ def test_add_replace_remove(lab: Lab) -> None:
     lab.wait_secondary_serial(lab.serial(lab.primary, "example.test."))
 
 
+def test_one_connection_per_thread_to_the_primary(lab: Lab) -> None:
+    """Reads, an update and its wait on one TCP connection; a connection the server (or a
+    proxy) closed meanwhile is replaced before use, without an error or a retry's delay."""
+    import threading
+    import time
+
+    from tests.dnsfaults import DnsFaults
+
+    p = provider(lab)
+    name = owner()
+    p.read(name)
+    sock = p._local.sock
+    p.wait(p.apply(Change(p.read(name), TlsaRRset(name, 5, frozenset({assoc()})))), 10)
+    p.read(name)
+    assert p._local.sock is sock  # the same connection all along
+    seen: list[object] = []
+    other = threading.Thread(target=lambda: (p.read(name), seen.append(p._local.sock)))
+    other.start()
+    other.join()
+    assert seen[0] is not sock  # each thread its own
+    assert len(p._open) == 2
+    p.close()
+    assert p._open == set()
+    # A proxy that closes every connection after one answer: each message finds its
+    # connection closed, opens another, and no attempt is lost to it.
+    proxy = DnsFaults(("127.0.0.1", lab.port), lab.keyring).start()
+    try:
+        slow = provider(lab, port=proxy.port, retries=1)
+        began = time.monotonic()
+        for _ in range(5):
+            slow.read(name)
+        assert time.monotonic() - began < 2.5
+        assert len([e for e in proxy.log if e.opcode == "QUERY"]) == 5
+        slow.close()
+    finally:
+        proxy.stop()
+
+
 def test_several_rrsets_of_one_zone_in_one_update(lab: Lab) -> None:
     """apply_many: one UPDATE (counted at a proxy before the primary), each RRset with its
     own prerequisite; a foreign edit at any one of them refuses the whole message."""
