@@ -1,4 +1,5 @@
-"""DNS provider adapters (RFC 2136, zone file, Route 53) behind one Protocol.
+"""DNS provider adapters (RFC 2136, zone file, Route 53, PowerDNS, Cloudflare, deSEC) behind one
+Protocol.
 
 Adapters are chosen by ``type`` in the configuration. The built-in ones are imported only when
 used; third-party adapters register a module through the ``rollover.providers`` entry point group.
@@ -19,6 +20,9 @@ BUILTIN = {
     "rfc2136": "rollover.providers.rfc2136",
     "zonefile": "rollover.providers.zonefile",
     "route53": "rollover.providers.route53",
+    "powerdns": "rollover.providers.powerdns",
+    "cloudflare": "rollover.providers.cloudflare",
+    "desec": "rollover.providers.desec",
 }
 
 

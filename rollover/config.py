@@ -326,8 +326,9 @@ def parse_config(
             if parser is None:
                 raise entry.fail(
                     "type",
-                    f"unknown provider type {kind!r} (built in: rfc2136, "
-                    "zonefile, route53; others register the 'rollover.providers' "
+                    f"unknown provider type {kind!r} (built in: rfc2136, zonefile, "
+                    "route53, powerdns, cloudflare, desec; others register the "
+                    "'rollover.providers' "
                     "entry point)",
                 )
             settings = parser(entry, warnings)

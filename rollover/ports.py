@@ -5,6 +5,7 @@ fake (``tests/world.py``) or a new adapter must provide.
       Chronicled     optional: the zone's own history of changes (IXFR)
       Batching       optional: several owner names of one zone in one atomic change
       SigningAware   optional: the provider can say whether it signs the zone
+      TtlBounded     optional: the provider publishes another TTL than asked (a minimum)
     Observer         what the authoritative servers and validating resolvers serve
     LiveProbe        the chains the server presents now, at every address
     Deployer         where the server reads its chain and key, and its reload
@@ -103,6 +104,14 @@ class SigningAware(Protocol):
     """A provider that can say whether it signs a zone (Route 53's GetDNSSEC)."""
 
     def dnssec_signing(self, owner: str) -> bool: ...
+
+
+@runtime_checkable
+class TtlBounded(Protocol):
+    """A provider that publishes another TTL than the one asked (deSEC raises a TTL to the
+    domain's ``minimum_ttl``): every plan is made, and every wait computed, with this one."""
+
+    def published_ttl(self, owner: str, ttl: int) -> int: ...
 
 
 class Observer(Protocol):

@@ -181,6 +181,7 @@ def start(
     staged = load_staged(chain_path, key_path, secret)
     if dry_run:
         _say_plan(engine.plan(staged, allow_insecure=allow_insecure, passphrase_source=source))
+        _say_ttl(engine)
         return
     rollover = engine.start(staged, allow_insecure=allow_insecure, passphrase_source=source)
     _say(f"{service}: rollover {rollover.id} started")
@@ -198,6 +199,17 @@ def _staged_paths(service: "ServiceConfig", cert: str | None, key: str | None) -
     raise InputError(
         f"give --cert and --key (or configure services.{service.name}.staged: {{chain, key}})"
     )
+
+
+def _say_ttl(engine: "Engine") -> None:
+    """The TTL the provider will publish when it is not the configured one (deSEC raises a TTL
+    to the domain's minimum_ttl): the waits count the published one."""
+    published = engine.published_ttl(engine.service.owner)
+    if published != engine.service.ttl:
+        _say(
+            f"  TTL {engine.service.ttl} raised to {published} by {engine.provider.name} "
+            f"(its minimum TTL): the waits count {published} s"
+        )
 
 
 def _say_plan(plan: "Rollover") -> None:
@@ -272,6 +284,7 @@ def _start_all(
     in_parallel(ready, begin, concurrency)
     for name in sorted(plans):
         _say_plan(plans[name])
+        _say_ttl(ready[name][0])
     worst = 0
     for name in sorted(errors):
         common.warn(f"{name}: {errors[name]}")

@@ -77,7 +77,9 @@ class Actions(FactFinding):
     def pending_change(self, r: Rollover) -> Change | None:
         """The provider change the current phase needs (publish or retire), or None."""
         if r.phase == Phase.PUBLISHING:
-            change = plan_publish(self.provider.read(r.owner), r.published, self.service.ttl)
+            change = plan_publish(
+                self.provider.read(r.owner), r.published, self.published_ttl(r.owner)
+            )
             return None if change.is_noop else change
         if r.phase == Phase.RETIRING:
             return self._retire_change(r)
@@ -99,10 +101,11 @@ class Actions(FactFinding):
             self.ownership.release(r.owner, change.removed)
             detail["removed"] = sorted(map(str, change.removed))
         now = self.clock.now()
-        self.ownership.note_served(
-            r.owner, {change.before.ttl, change.after.ttl}, now, self._boot()
-        )
-        self.ownership.seen(r.owner, change.after.records, now, self._boot(), change.after.ttl)
+        # The TTL really published: the receipt's change is the one the provider applied.
+        ttl = receipt.change.after.ttl if receipt.change.owner == change.owner else None
+        ttl = ttl or change.after.ttl
+        self.ownership.note_served(r.owner, {change.before.ttl, ttl}, now, self._boot())
+        self.ownership.seen(r.owner, change.after.records, now, self._boot(), ttl)
         self.store.append(r, self.clock.now(), "provider-change", detail)
         self._hold(r)
         self.provider.wait(receipt, self.wait_timeout)
@@ -126,7 +129,7 @@ class Actions(FactFinding):
         """Put back the new key's associations that vanished (out of band, or an abort that
         raced this advance) while the new key may be served; nothing is removed."""
         needed = r.kept if r.phase == Phase.VERIFYING else r.published
-        change = plan_publish(self.provider.read(r.owner), needed, self.service.ttl)
+        change = plan_publish(self.provider.read(r.owner), needed, self.published_ttl(r.owner))
         if not change.is_noop:
             self._apply(r, change, "after-publish")
 
@@ -201,7 +204,8 @@ class Actions(FactFinding):
         after = (current.records - retiring) | r.kept
         if after == current.records:
             return None
-        change = Change(current, TlsaRRset(r.owner, current.ttl or self.service.ttl, after))
+        ttl = current.ttl or self.published_ttl(r.owner)
+        change = Change(current, TlsaRRset(r.owner, ttl, after))
         check_live(change, live, port=self.service.port, host=self.service.host, now=now)
         window = Window("retiring", (current.records, after), presented)
         broken = violations([window], self.context(now))

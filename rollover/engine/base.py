@@ -34,6 +34,7 @@ from rollover.ports import (
     OwnershipLedger,
     Provider,
     StateStore,
+    TtlBounded,
     no_checkpoint,
 )
 
@@ -79,6 +80,13 @@ class EngineBase:
         self.shared = shared  # the other hosts sharing the RRset (``tlsa_owner``)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._renewed: dict[int | None, float] = {}  # rollover id -> last lease write (boot clock)
+
+    def published_ttl(self, owner: str) -> int:
+        """The TTL the provider will really publish for the configured one (deSEC raises it
+        to the domain's minimum): the one every plan carries and every wait counts."""
+        if isinstance(self.provider, TtlBounded):
+            return self.provider.published_ttl(owner, self.service.ttl)
+        return self.service.ttl
 
     def _durable(self) -> None:
         """Before a change outside the state (a provider change, a deploy): everything the

@@ -141,7 +141,7 @@ class FactFinding(Leases):
         if replaced_horizon > 0:
             return False
         records = self.ownership.published(self.service.owner)
-        wait = wait_seconds(horizon, self.service.ttl, self.safety_factor)
+        wait = wait_seconds(horizon, self.published_ttl(self.service.owner), self.safety_factor)
         boot_id, boottime = self._boot()
         for association in new:
             meta = records.get(association, {})

@@ -16,8 +16,8 @@ from rollover.core.plan import Change, describe, plan_publish, plan_withdraw
 from rollover.core.presented import LiveChains
 from rollover.core.promise import check_live
 from rollover.engine.continuity import follow, mark
-from rollover.errors import ConflictError, InputError
-from rollover.ports import OwnershipLedger, Provider, Receipt
+from rollover.errors import ConflictError, InputError, RolloverError
+from rollover.ports import OwnershipLedger, Provider, Receipt, TtlBounded
 
 Output = Callable[[str], None]
 
@@ -54,7 +54,12 @@ def publish(
         if note is not None:
             out(f"note: {note}")
         store.seen(owner, current.records, now, boot, current.ttl)
-    change = plan_publish(current, associations, service.ttl)
+    ttl = service.ttl
+    if isinstance(provider, TtlBounded):
+        ttl = provider.published_ttl(owner, service.ttl)
+        if ttl != service.ttl:
+            out(f"  TTL {service.ttl} raised to {ttl} by {provider.name} (its minimum TTL)")
+    change = plan_publish(current, associations, ttl)
     for line in describe(change, store.owned(owner)):
         out(line)
     if dry_run or change.is_noop:
@@ -64,13 +69,18 @@ def publish(
     try:
         receipt = provider.apply(change)
     except ConflictError:
-        store.release(owner, change.added)  # certainly not applied
+        # Refused (nothing written), or, where the compare-and-swap is emulated (PowerDNS's
+        # API, Cloudflare, deSEC), written and then changed by another writer: only what is
+        # certainly not there loses its claim.
+        store.release(owner, change.added - _present(provider, owner, change.added))
         raise
-    store.note_served(owner, {current.ttl, change.after.ttl}, now, boot)
+    published = receipt.change.after.ttl if receipt.change.owner == owner else None
+    published = published or change.after.ttl
+    store.note_served(owner, {current.ttl, published}, now, boot)
     provider.wait(receipt, wait_timeout)
     store.confirm(owner, change.added, now, boot)
     mark(provider, store, owner)
-    store.seen(owner, change.after.records, now, boot, change.after.ttl)
+    store.seen(owner, change.after.records, now, boot, published)
     out(f"published at {owner} via {provider.name}")
     return Outcome(change, receipt)
 
@@ -119,3 +129,14 @@ def associations_by_data(current: frozenset[Association], hex_data: str) -> froz
     except ValueError:
         raise InputError(f"--data {hex_data!r}: not a hex string") from None
     return frozenset(a for a in current if a.data == data)
+
+
+def _present(
+    provider: Provider, owner: str, claimed: frozenset[Association]
+) -> frozenset[Association]:
+    """What of ``claimed`` the provider holds now; all of it when that cannot be read (a
+    claim on a record that is not there is harmless, an unclaimed record of ours is not)."""
+    try:
+        return provider.read(owner).records & claimed
+    except RolloverError:
+        return claimed
