@@ -188,6 +188,10 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
 # (Postfix's smtpd_client_connection_count_limit is 50) and what BIND serves (tcp-clients 150).
 DEFAULT_CONCURRENCY = 16
 MAX_CONCURRENCY = 256
+# ``advance --all`` begins no further service once a tick has run this long: the ones left are
+# the first of the next tick (the shipped timer fires every minute), and a fleet whose heavy
+# step (deploy and cut-over of every service at once) outweighs one tick spreads it over a few.
+DEFAULT_TICK_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,7 @@ class Config:
     warnings: tuple[str, ...] = ()
     on_event: list[str] | str | None = None  # run on failure and completion
     concurrency: int = DEFAULT_CONCURRENCY  # services a tick advances at once
+    tick_seconds: float = DEFAULT_TICK_SECONDS  # a tick begins no service after this; 0: no limit
 
     def service(self, name: str) -> ServiceConfig:
         if name not in self.services:
@@ -340,6 +345,7 @@ def parse_config(
     safety_factor = top.number("safety_factor", 2.0, low=1.0)
     on_event = top.command("on_event", shell_key="on_event_shell")
     concurrency = top.integer("concurrency", DEFAULT_CONCURRENCY, low=1, high=MAX_CONCURRENCY)
+    tick_seconds = top.number("tick_seconds", DEFAULT_TICK_SECONDS, low=0.0)
     services: dict[str, ServiceConfig] = {}
     service_section = top.section("services")
     if service_section is not None:
@@ -357,6 +363,7 @@ def parse_config(
         tuple(warnings),
         on_event,
         concurrency,
+        tick_seconds,
     )
 
 

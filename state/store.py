@@ -295,10 +295,13 @@ class SqliteStateStore:
         ]
 
     def services(self) -> list[str]:
+        """Every service with an active rollover, the one longest in its phase first (a tick
+        that runs out of time leaves the most recently moved for the next)."""
         return [
             r[0]
             for r in self._db.execute(
-                "SELECT DISTINCT service FROM rollovers WHERE active = 1 ORDER BY service"
+                "SELECT service FROM rollovers WHERE active = 1 "
+                "ORDER BY json_extract(data, '$.since'), service"
             )
         ]
 

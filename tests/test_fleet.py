@@ -251,3 +251,42 @@ def test_ownership_seen_again_unchanged_writes_nothing(tmp_path: Path) -> None:
     assert ownership._db.total_changes == changes
     ownership.seen("_25._tcp.mx1.", OLD, NOW, (None, None), 300)
     assert ownership._db.total_changes == changes + 1
+
+
+def test_a_tick_begins_no_service_once_its_time_is_spent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Work already begun finishes; the rest is left for the next tick, in order, and said."""
+    monkeypatch.setattr("rollover.workflows.fleet.batch_provider_changes", lambda *_a, **_k: None)
+    gauge = Gauge()
+    engines = {f"mx{i}": FakeEngine(f"mx{i}", object(), gauge) for i in range(40)}
+    said: list[str] = []
+    results = batched_tick(
+        engines,  # type: ignore[arg-type]
+        batched=False,
+        single=False,
+        concurrency=4,
+        out=said.append,
+        warn=lambda _line: None,
+        seconds=0.05,  # each advance takes 10 ms: 4 at once, about 20 begun
+    )
+    reached = list(results)
+    assert 4 <= len(reached) < 40
+    assert reached == [f"mx{i}" for i in range(len(reached))]  # the first ones, in order
+    assert all(engines[name].calls == [False] for name in reached)
+    assert all(engines[f"mx{i}"].calls == [] for i in range(len(reached), 40))
+    assert said == [
+        f"the tick's 0.05 s are spent: {40 - len(reached)} services left for the next tick"
+    ]
+
+
+def test_the_longest_waiting_service_comes_first(tmp_path: Path) -> None:
+    store = SqliteStateStore(str(tmp_path))
+    for name, minute in (("b", 3), ("a", 2), ("c", 1)):
+        since = NOW.replace(minute=minute)
+        store.create(
+            Rollover(
+                name, f"_25._tcp.{name}.", Phase.AGING, OLD, NEW, "/c", "/k", "0" * 64, since, since
+            )
+        )
+    assert store.services() == ["c", "a", "b"]

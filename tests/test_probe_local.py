@@ -47,11 +47,14 @@ def dual(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
 
 def test_probe_captures_both_chains(dual) -> None:  # type: ignore[no-untyped-def]
     server, ec_pki, rsa_leaf = dual
+    before = server.handshakes
     result = TlsProbe(timeout=10).probe("127.0.0.1", server.port, "mx1.example.test", "smtp")
     assert result.error is None
     chains = {c.asked: c for c in result.chains}
-    assert set(chains) == {"default", "ecdsa", "rsa"}
-    assert chains["ecdsa"].certificates[0] == der(ec_pki.leaf)
+    # The default handshake brought the ECDSA chain: it is not asked for again.
+    assert set(chains) == {"default", "rsa"}
+    assert server.handshakes - before == 2
+    assert chains["default"].certificates[0] == der(ec_pki.leaf)
     assert chains["rsa"].certificates[0] == der(rsa_leaf)
     assert len(chains["rsa"].certificates) == 2  # the intermediate too
     assert len(result.distinct_chains) == 2

@@ -661,7 +661,8 @@ class MemoryStateStore:
         ]
 
     def services(self) -> list[str]:
-        return sorted({r.service for r in self.rows.values() if r.active})
+        active = [_decode(i, r.version, r.data) for i, r in self.rows.items() if r.active]
+        return [r.service for r in sorted(active, key=lambda r: (r.since, r.service))]
 
 
 # -- processes -------------------------------------------------------------------------------

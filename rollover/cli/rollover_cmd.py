@@ -343,6 +343,10 @@ def advance(
     after the deploy: one line on stderr);
     10 when a rollover failed and needs a person; the error's own code when a step failed (it
     is retried at the next advance).
+
+    With --all: services several at once (concurrency:, default 16), their provider changes
+    one per zone, the one longest in its phase first; none is begun once the tick has run
+    tick_seconds (default 10): those left are the first of the next tick.
     """
     from rollover.engine.build import SharedEdges
     from rollover.errors import InputError, RolloverError
@@ -370,6 +374,7 @@ def advance(
         batched=len(engines) > 1,
         single=len(names) == 1,
         concurrency=concurrency or cfg.concurrency,
+        seconds=(cfg.tick_seconds or None) if all_services else None,
     )
     raise typer.Exit(max(worst, report_outcomes(results, verbose=verbose)))
 
@@ -395,7 +400,12 @@ def report_outcomes(results: "dict[str, AdvanceResult | RolloverError]", *, verb
 
 
 def batched_tick(
-    engines: "dict[str, Engine]", *, batched: bool, single: bool, concurrency: int
+    engines: "dict[str, Engine]",
+    *,
+    batched: bool,
+    single: bool,
+    concurrency: int,
+    seconds: float | None = None,
 ) -> "dict[str, AdvanceResult | RolloverError]":
     """:func:`rollover.workflows.fleet.batched_tick`, saying what it does on the terminal."""
     from rollover.workflows.fleet import batched_tick as tick
@@ -407,6 +417,7 @@ def batched_tick(
         concurrency=concurrency,
         out=_say,
         warn=common.warn,
+        seconds=seconds,
     )
 
 

@@ -7,11 +7,12 @@ so commands that do not look at DNS never load it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import dns.edns
 import dns.exception
@@ -51,6 +52,18 @@ def system_resolvers() -> list[str]:
 Ask = Callable[[dns.name.Name, dns.rdatatype.RdataType], dns.message.Message]
 
 
+Each = TypeVar("Each")
+Answer = TypeVar("Answer")
+
+
+def _each(ask: Callable[[Each], Answer], servers: Sequence[Each]) -> list[Answer]:
+    """``ask`` of every server at once (one thread each), or directly when there is one."""
+    if len(servers) <= 1:
+        return [ask(server) for server in servers]
+    with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+        return list(pool.map(ask, servers))
+
+
 @dataclass
 class DnsObserver:
     """Observe TLSA owner names.
@@ -69,6 +82,7 @@ class DnsObserver:
     def __post_init__(self) -> None:
         self._resolvers = [parse_server(r) for r in self.resolvers]
         self._authoritative = [parse_server(a) for a in self.authoritative]
+        self._zones: dict[dns.name.Name, dns.name.Name] = {}  # found once per process
 
     # -- queries ---------------------------------------------------------------------------
     def _send(
@@ -107,6 +121,11 @@ class DnsObserver:
     def find_zone(self, name: dns.name.Name) -> dns.name.Name:
         """The zone holding ``name``: the closest enclosing SOA (asked of a resolver, or of the
         first fixed authoritative server when there is no resolver)."""
+        if name not in self._zones:
+            self._zones[name] = self._closest_zone(name)
+        return self._zones[name]
+
+    def _closest_zone(self, name: dns.name.Name) -> dns.name.Name:
         askers: list[Ask] = [self._asker(a, p, recursive=True) for a, p in self._resolvers]
         askers += [self._asker(a, p, recursive=False) for a, p in self._authoritative]
         if not askers:
@@ -152,12 +171,9 @@ class DnsObserver:
         except ObserverError as exc:
             return Observation(owner, None, owner, (), (), (), error=str(exc))
         signed = any(a.signed for a in answers)
-        with ThreadPoolExecutor(max_workers=max(1, len(self._resolvers))) as pool:
-            resolvers = tuple(
-                pool.map(
-                    lambda server: self._resolver_answer(server, name, signed), self._resolvers
-                )
-            )
+        resolvers = tuple(
+            _each(lambda server: self._resolver_answer(server, name, signed), self._resolvers)
+        )
         return Observation(
             owner=name.to_text(),
             zone=zone.to_text(),
@@ -176,11 +192,7 @@ class DnsObserver:
         current = name
         for _hop in range(MAX_CNAME_HOPS + 1):
             servers = self.zone_servers(zone)
-            with ThreadPoolExecutor(max_workers=len(servers)) as pool:
-                futures = [
-                    pool.submit(self._server_answer, server, current, zone) for server in servers
-                ]
-                answers = [f.result() for f in futures]
+            answers = _each(partial(self._server_answer, name=current, zone=zone), servers)
             targets = {a[1] for a in answers if a[1] is not None}
             if not targets:
                 return current, chain, tuple(a[0] for a in answers)

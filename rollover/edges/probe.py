@@ -54,6 +54,24 @@ class _Deadline:
         return remaining
 
 
+def _leaf_algorithm(chain: PresentedChain) -> str | None:
+    """``ecdsa`` or ``rsa`` for the leaf's key, None for any other (or an unreadable leaf)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if not chain.certificates:
+        return None
+    try:
+        key = x509.load_der_x509_certificate(chain.certificates[0]).public_key()
+    except ValueError:
+        return None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ecdsa"
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa"
+    return None
+
+
 class TlsProbe:
     """Probe one address. ``timeout`` bounds the whole probe of an address, all handshakes."""
 
@@ -75,6 +93,11 @@ class TlsProbe:
         deadline = _Deadline(time.monotonic() + self.timeout)
         chains: list[PresentedChain] = []
         for asked in algorithms:
+            if any(asked == _leaf_algorithm(c) for c in chains if c.asked == "default"):
+                # The default handshake already brought the server's one chain of this key
+                # algorithm (a TLS server holds one certificate per key type): asking again
+                # would only repeat it.
+                continue
             try:
                 chains.append(
                     self._handshake(

@@ -12,6 +12,7 @@ in the calling thread, with no engine running.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -25,18 +26,35 @@ Item = TypeVar("Item")
 Outcome = AdvanceResult | RolloverError
 
 
-def in_parallel(items: Iterable[Item], work: Callable[[Item], None], concurrency: int) -> None:
+def in_parallel(
+    items: Iterable[Item],
+    work: Callable[[Item], None],
+    concurrency: int,
+    *,
+    until: float | None = None,
+) -> list[Item]:
     """``work`` on every item, at most ``concurrency`` at once; the first unexpected exception
-    (not a :class:`RolloverError`, which ``work`` records itself) is raised once all have run."""
+    (not a :class:`RolloverError`, which ``work`` records itself) is raised once all have run.
+    With ``until`` (a :func:`time.monotonic` reading) no item is begun after it; those left
+    are returned, in order (work already begun always finishes)."""
     listed = list(items)
+    left: set[int] = set()
+
+    def begin(index: int) -> None:
+        if until is not None and time.monotonic() >= until:
+            left.add(index)
+            return
+        work(listed[index])
+
     if concurrency <= 1 or len(listed) <= 1:
-        for item in listed:
-            work(item)
-        return
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(listed))) as pool:
-        futures = [pool.submit(work, item) for item in listed]
-    for future in futures:
-        future.result()
+        for index in range(len(listed)):
+            begin(index)
+    else:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(listed))) as pool:
+            futures = [pool.submit(begin, index) for index in range(len(listed))]
+        for future in futures:
+            future.result()
+    return [listed[index] for index in sorted(left)]
 
 
 def batched_tick(
@@ -47,12 +65,17 @@ def batched_tick(
     concurrency: int,
     out: Callable[[str], None],
     warn: Callable[[str], None],
+    seconds: float | None = None,
 ) -> dict[str, Outcome]:
     """One tick: every service advanced. With ``batched``, each first stops at its next
     publish or retire; those changes go out as one per (provider, zone); then the services
     that stopped carry on from there, each on its own (a change the batch did not carry, or
     a batch refused, is then made or waited for service by service). With ``single`` an
-    error is raised rather than recorded. Results in the order of ``engines``."""
+    error is raised rather than recorded. With ``seconds``, no service is begun once that
+    much time has passed (those left wait for the next tick, first in its order; the ones
+    that stopped at a change are always carried on). Results in the order of ``engines``,
+    for the services reached."""
+    until = None if seconds is None else time.monotonic() + seconds
     results: dict[str, Outcome] = {}
 
     def advance(name: str, defer: bool) -> None:
@@ -63,11 +86,14 @@ def batched_tick(
                 raise
             results[name] = exc
 
-    in_parallel(
+    left = in_parallel(
         engines,
         lambda name: advance(name, batched and isinstance(engines[name].provider, Batching)),
         concurrency,
+        until=until,
     )
+    if left:
+        out(f"the tick's {seconds:g} s are spent: {len(left)} services left for the next tick")
     stopped = {n for n, r in results.items() if isinstance(r, AdvanceResult) and r.deferred}
     deferred = [name for name in engines if name in stopped]
     if deferred:
