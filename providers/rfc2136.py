@@ -98,6 +98,11 @@ def create(name: str, settings: Rfc2136Settings) -> Rfc2136Provider:
 BATCH_RRSETS = 100  # RRsets per UPDATE: well inside 64 KiB with a few records each
 
 
+class _TsigRefusedError(ProviderError):
+    """The server answered and refused the request's TSIG: it did not process it (RFC 8945
+    section 5.2), so an UPDATE refused this way was certainly not applied."""
+
+
 class Rfc2136Provider:
     """Talks to the primary named in the configuration, never to anything else."""
 
@@ -187,15 +192,20 @@ class Rfc2136Provider:
             except OSError as exc:
                 last = f"network error: {exc.strerror or exc}"
             except dns.tsig.PeerBadKey:
-                raise ProviderError(
-                    self._tsig_problem("BADKEY: the server does not know this key")
+                # Knot DNS also answers NOTAUTH/BADKEY when the key is known but no ACL rule of
+                # the zone allows it this action (knot.conf(5), ACL section); BIND says REFUSED.
+                raise _TsigRefusedError(
+                    self._tsig_problem(
+                        "BADKEY: the server does not know this key and algorithm, or no ACL "
+                        "of the zone allows this key to do this"
+                    )
                 ) from None
             except dns.tsig.PeerBadSignature:
-                raise ProviderError(
+                raise _TsigRefusedError(
                     self._tsig_problem("BADSIG: wrong secret or algorithm")
                 ) from None
             except dns.tsig.PeerBadTime:
-                raise ProviderError(
+                raise _TsigRefusedError(
                     self._tsig_problem("BADTIME: the clocks differ too much")
                 ) from None
             except dns.exception.DNSException as exc:
@@ -374,7 +384,21 @@ class Rfc2136Provider:
                 update.add(name, _rdataset(change.after))
         owners = ", ".join(c.owner for c in changes)
         try:
+            update.to_wire()
+        except dns.exception.TooBig:
+            # A DNS message is at most 64 KiB (RFC 1035 section 4.2.2): send halves, each
+            # applied whole, as apply_many already does past BATCH_RRSETS.
+            if len(changes) == 1:
+                raise ProviderError(
+                    f"{self.name}: the TLSA RRset at {owners} does not fit in one DNS "
+                    "message (64 KiB); publish fewer or smaller records (x 0 0 are large)"
+                ) from None
+            half = len(changes) // 2
+            return self._update(zone, changes[:half]) + self._update(zone, changes[half:])
+        try:
             response = self._exchange(update)
+        except _TsigRefusedError:
+            raise
         except ProviderError as exc:
             raise ProviderError(
                 f"{exc}; the update may still reach the server: read the RRset "

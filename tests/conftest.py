@@ -58,7 +58,16 @@ def lab():  # type: ignore[no-untyped-def]
 
 # Fixtures that start real servers: a test using one must carry the ``lab`` marker, so that
 # ``-m "not lab"`` (the fast suite) never starts BIND, unbound, Postfix or moto.
-SERVER_FIXTURES = {"lab", "env", "moto_endpoint", "aws_env", "pdns", "pdns_resolving"}
+SERVER_FIXTURES = {
+    "lab",
+    "env",
+    "moto_endpoint",
+    "aws_env",
+    "pdns",
+    "pdns_resolving",
+    "knot",
+    "knot_env",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
