@@ -220,19 +220,21 @@ class Fleet:
             store.close()
 
 
-def applied_updates(lab: Lab, since: int) -> int:
-    """UPDATE messages the primary applied after byte ``since`` of its log: the lines of one
-    message share its time stamp and client."""
+def applied_updates(lab: Lab, since: int) -> tuple[int, int]:
+    """UPDATE messages the primary applied after byte ``since`` of its log (the lines of one
+    message share its time stamp and client), and how many of them changed one owner name
+    only (a service that went on its own: a fallback, or the only one of its zone then)."""
     log = lab.directory / "primary" / "named.log"
     with open(log, "rb") as handle:
         handle.seek(since)
         text = handle.read().decode(errors="replace")
-    groups = set()
+    groups: dict[tuple[str, str], set[str]] = {}
     for line in text.splitlines():
         if ": updating zone '" in line:
             stamp, _, rest = line.partition(" update: client ")
-            groups.add((stamp, rest.split(":", 1)[0]))
-    return len(groups)
+            owner = rest.rsplit(" at '", 1)[-1].split("'", 1)[0]
+            groups.setdefault((stamp, rest.split(":", 1)[0]), set()).add(owner)
+    return len(groups), sum(1 for owners in groups.values() if len(owners) == 1)
 
 
 def log_size(lab: Lab) -> int:
@@ -375,8 +377,9 @@ def report(results: list[dict[str, Any]]) -> None:
         print(
             f"| {r['n']:,} | {r['batch'].cpu:.1f} s / {r['batch'].wall:.1f} s | {len(ticks)} "
             f"| {heavy:.1f} s (target 15 s) | {cpu:.1f} s (target 60 s at 1,000) "
-            f"| {rss:.0f} MiB (target 200) | {r['updates']} for {r['zones']} zones "
-            f"(limit {4 * r['zones']}) | {r['single'].cpu:.2f} s, "
+            f"| {rss:.0f} MiB (target 200) | {r['updates'][0]} for {r['zones']} zones, "
+            f"{r['updates'][1]} of one owner (limit {4 * r['zones']} + fallbacks) "
+            f"| {r['single'].cpu:.2f} s, "
             f"{r['single'].cpu / base:.2f}x (target 2x) "
             f"| {r['status'].wall:.2f} / {r['metrics_fast'].wall:.2f} / "
             f"{r['metrics_full'].wall:.2f} s (targets 0.5 / 0.5 / 5) "
@@ -400,7 +403,7 @@ def main() -> None:
         results.append(result)
         print(
             f"N={n:,}: setup {result['setup']:.0f} s, {len(result['ticks'])} ticks, "
-            f"{result['updates']} UPDATEs, {result['failures']} sender failures; start --all "
+            f"{result['updates'][0]} UPDATEs, {result['failures']} sender failures; start --all "
             f"{result['batch'].wall:.1f} s wall / {result['batch'].cpu:.1f} s CPU; ticks (wall / "
             "CPU): " + ", ".join(f"{t.wall:.1f}/{t.cpu:.1f}" for t in result["ticks"]),
             flush=True,

@@ -122,6 +122,7 @@ class Rfc2136Provider:
         }
         self._keyname = dns.name.from_text(settings.tsig.name)
         self._zones: dict[str, str] = {}
+        self._serials: dict[str, int] = {}  # the latest serial seen of each zone
         self._local = threading.local()  # this thread's open connection to the primary
         self._open: set[socket.socket] = set()  # every thread's, closed by close()
         self._open_lock = threading.Lock()
@@ -283,6 +284,7 @@ class Rfc2136Provider:
         response = self._query(dns.name.from_text(zone), dns.rdatatype.SOA)
         for rrset in response.answer:
             if rrset.rdtype == dns.rdatatype.SOA:
+                self._serials[zone] = int(rrset[0].serial)
                 return int(rrset[0].serial)
         raise ProviderError(f"{self.name}: {self._label} has no SOA for {zone}")
 
@@ -428,7 +430,13 @@ class Rfc2136Provider:
         zone = self.zone_for(receipt.change.owner)
         deadline = time.monotonic() + timeout
         while True:
-            serial = self.serial(zone)
+            # Serials only move forward (RFC 1982): one this process saw past ``serial_before``
+            # already says it moved (the other changes of a batch need not ask again).
+            known = self._serials.get(zone)
+            if known is not None and dns.serial.Serial(known) > dns.serial.Serial(serial_before):
+                serial = known
+            else:
+                serial = self.serial(zone)
             moved = dns.serial.Serial(serial) > dns.serial.Serial(serial_before)
             current = self.read(receipt.change.owner)
             if moved and current.records == receipt.change.after.records:

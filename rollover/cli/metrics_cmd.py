@@ -48,10 +48,16 @@ def metrics(
     cfg = common.load_config(config)
     store = SqliteStateStore(common.state_dir(cfg, state_dir))
     now = datetime.now(UTC)
-    entries = []
-    for name in sorted(cfg.services):
-        verify_exit, expiry = _verify(cfg, cfg.services[name], now) if verify else (None, None)
-        entries.append(ServiceMetrics(name, store.current(name), verify_exit, expiry))
+    names = sorted(cfg.services)
+    verdicts: dict[str, tuple[int | None, int | None]] = dict.fromkeys(names, (None, None))
+    if verify:
+        from rollover.workflows.fleet import in_parallel
+
+        def judge(name: str) -> None:
+            verdicts[name] = _verify(cfg, cfg.services[name], now)
+
+        in_parallel(names, judge, cfg.concurrency)  # the probes wait on the network
+    entries = [ServiceMetrics(name, store.current(name), *verdicts[name]) for name in names]
     text = render_metrics(entries, now)
     if output is None:
         sys.stdout.write(text)

@@ -72,9 +72,10 @@ def batched_tick(
     that stopped carry on from there, each on its own (a change the batch did not carry, or
     a batch refused, is then made or waited for service by service). With ``single`` an
     error is raised rather than recorded. With ``seconds``, no service is begun once that
-    much time has passed (those left wait for the next tick, first in its order; the ones
-    that stopped at a change are always carried on). Results in the order of ``engines``,
-    for the services reached."""
+    much time has passed: those left wait for the next tick, first in its order, and a
+    service whose batched change was made is carried on only while time is left (the change
+    is on record; the next tick goes on from it). Results in the order of ``engines``, for
+    the services reached."""
     until = None if seconds is None else time.monotonic() + seconds
     results: dict[str, Outcome] = {}
 
@@ -102,7 +103,9 @@ def batched_tick(
         except RolloverError as exc:
             # One conflict refuses its whole batch: each service goes on its own.
             warn(f"batched provider change: {exc}; going service by service")
-        in_parallel(deferred, lambda name: advance(name, False), concurrency)
+        # Their changes are made and on record: one not carried on now (the tick's time is
+        # spent) goes on from there at the next tick.
+        in_parallel(deferred, lambda name: advance(name, False), concurrency, until=until)
     return {name: results[name] for name in engines if name in results}
 
 
