@@ -150,7 +150,8 @@ class StateStore(Protocol):
     ) -> None: ...
     def history(self, service: str) -> list[dict[str, Any]]: ...
     def services(self) -> list[str]:
-        """Services with an active rollover, the one longest in its phase first."""
+        """Services with an active rollover: by the minute they entered their phase, then by
+        owner name from the root down (one zone's services together)."""
         ...
 
     def durable(self) -> None:

@@ -295,15 +295,19 @@ class SqliteStateStore:
         ]
 
     def services(self) -> list[str]:
-        """Every service with an active rollover, the one longest in its phase first (a tick
-        that runs out of time leaves the most recently moved for the next)."""
-        return [
-            r[0]
-            for r in self._db.execute(
-                "SELECT service FROM rollovers WHERE active = 1 "
-                "ORDER BY json_extract(data, '$.since'), service"
-            )
-        ]
+        """Every service with an active rollover: by the minute it entered its phase (a tick
+        that runs out of time leaves the most recently moved for the next), then by owner
+        name from the root down, so that one zone's services come together (a tick cut short
+        splits few zones' batches)."""
+        rows = self._db.execute(
+            "SELECT service, substr(json_extract(data, '$.since'), 1, 16), "
+            "json_extract(data, '$.owner') FROM rollovers WHERE active = 1"
+        ).fetchall()
+        return [r[0] for r in sorted(rows, key=lambda r: (r[1] or "", _from_root(r[2]), r[0]))]
+
+
+def _from_root(owner: str | None) -> tuple[str, ...]:
+    return tuple(reversed((owner or "").lower().rstrip(".").split(".")))
 
 
 def rollover_json(rollover: Rollover) -> dict[str, Any]:

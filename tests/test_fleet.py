@@ -280,13 +280,30 @@ def test_a_tick_begins_no_service_once_its_time_is_spent(
     ]
 
 
-def test_the_longest_waiting_service_comes_first(tmp_path: Path) -> None:
+def test_services_come_by_the_minute_they_moved_then_zone_by_zone(tmp_path: Path) -> None:
+    """The longest waiting first (by the minute); within a minute, one zone's services
+    together, so that a tick cut short splits few zones' batches."""
     store = SqliteStateStore(str(tmp_path))
-    for name, minute in (("b", 3), ("a", 2), ("c", 1)):
-        since = NOW.replace(minute=minute)
+    for name, host, minute in (
+        ("b1", "mx1.b.test", 3),
+        ("a2", "mx2.a.test", 2),
+        ("b2", "mx2.b.test", 2),
+        ("a1", "mx1.a.test", 2),
+        ("c1", "mx1.c.test", 1),
+    ):
+        since = NOW.replace(minute=minute, second=minute * 7)
         store.create(
             Rollover(
-                name, f"_25._tcp.{name}.", Phase.AGING, OLD, NEW, "/c", "/k", "0" * 64, since, since
+                name,
+                f"_25._tcp.{host}.",
+                Phase.AGING,
+                OLD,
+                NEW,
+                "/c",
+                "/k",
+                "0" * 64,
+                since,
+                since,
             )
         )
-    assert store.services() == ["c", "a", "b"]
+    assert store.services() == ["c1", "a1", "a2", "b2", "b1"]

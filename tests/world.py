@@ -662,7 +662,12 @@ class MemoryStateStore:
 
     def services(self) -> list[str]:
         active = [_decode(i, r.version, r.data) for i, r in self.rows.items() if r.active]
-        return [r.service for r in sorted(active, key=lambda r: (r.since, r.service))]
+
+        def order(r: Rollover) -> tuple[str, tuple[str, ...], str]:
+            labels = tuple(reversed(r.owner.lower().rstrip(".").split(".")))
+            return (r.since.isoformat()[:16], labels, r.service)
+
+        return [r.service for r in sorted(active, key=order)]
 
 
 # -- processes -------------------------------------------------------------------------------

@@ -191,3 +191,66 @@ def test_one_update_per_zone_and_tick(lab: Lab, tmp_path: Path, mode: str) -> No
         for env in envs:
             env.stop_server()
     assert_clean(sender, 10)
+
+
+def test_start_all_publishes_one_update_per_zone(lab: Lab, tmp_path: Path) -> None:
+    """``start --all`` starts every service whose staged key is new (not the one whose staged
+    key is the deployed one, not the one with nothing staged), publishes them in one UPDATE
+    for the zone, and ``advance --all`` takes them to done with the sender clean; a second
+    ``start --all`` then has nothing to start."""
+    count = 5
+    envs = [ServiceEnv(lab, tmp_path / f"s{i}", ttl=1, name=f"mx{i}") for i in range(count)]
+    counter = DnsFaults((PRIMARY, lab.port), lab.keyring).start()
+    sender = None
+    try:
+        config = one_fleet(envs, counter, tmp_path)
+        doc = yaml.safe_load(config.read_text())
+        for env in envs[:3]:  # new keys staged
+            doc["services"][env.name]["staged"] = {
+                "chain": str(env.staged_chain),
+                "key": str(env.staged_key),
+            }
+        # mx3: its staged key is the deployed one (nothing to roll); mx4: nothing staged.
+        doc["services"]["mx3"]["staged"] = {
+            "chain": str(envs[3].deploy_chain),
+            "key": str(envs[3].deploy_key),
+        }
+        config.write_text(yaml.safe_dump(doc))
+        for env in envs:
+            env.config = config
+            assert (
+                env.rollover("publish", env.name, "--cert", str(env.deploy_chain)).returncode == 0
+            )
+        time.sleep(2)
+        sender = envs[0].sender().start()
+        before = len(counter.accepted_updates())
+        started = envs[0].rollover("start", "--all")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "one change batch for 3 services in example.test." in started.stdout
+        publishes = counter.accepted_updates()[before:]
+        assert len(publishes) == 1, [u.owners for u in publishes]
+        assert set(publishes[0].owners) == {e.owner.lower() for e in envs[:3]}
+        for env in envs[3:]:
+            assert json.loads(env.rollover("status", env.name, "--json").stdout)["phase"] is None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            tick = envs[0].rollover("advance", "--all")
+            assert tick.returncode == 0, tick.stdout + tick.stderr
+            phases = {
+                json.loads(e.rollover("status", e.name, "--json").stdout)["phase"] for e in envs[:3]
+            }
+            if phases == {"done"}:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"not all done: {phases}")
+        again = envs[0].rollover("start", "--all")
+        assert again.returncode == 0, again.stderr
+        assert "nothing to start: no service has a new staged key" in again.stdout
+    finally:
+        if sender is not None:
+            sender.stop()
+        counter.stop()
+        for env in envs:
+            env.stop_server()
+    assert_clean(sender, 10)
