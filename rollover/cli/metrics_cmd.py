@@ -34,6 +34,7 @@ def metrics(
             help="Probe each service for the verify status and the served certificate's expiry.",
         ),
     ] = True,
+    concurrency: common.ConcurrencyOption = None,
     config: common.ConfigOption = None,
     state_dir: common.StateDirOption = None,
 ) -> None:
@@ -56,7 +57,8 @@ def metrics(
         def judge(name: str) -> None:
             verdicts[name] = _verify(cfg, cfg.services[name], now)
 
-        in_parallel(names, judge, cfg.concurrency)  # the probes wait on the network
+        # Several services at once: the probes wait on the network.
+        in_parallel(names, judge, concurrency or cfg.concurrency)
     entries = [ServiceMetrics(name, store.current(name), *verdicts[name]) for name in names]
     text = render_metrics(entries, now)
     if output is None:
