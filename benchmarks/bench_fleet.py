@@ -7,11 +7,13 @@ state directory with an active rollover per service, then, each in a fresh proce
 - ``rollover status --json`` and ``rollover metrics --no-verify`` (wall time; targets 0.5 s);
 - ``rollover advance --all`` under ``ulimit -n 1024`` against a provider that refuses at once
   (every service reaches its provider, none crashes; wall and CPU time, peak memory);
+- ``rollover start --all`` under ``ulimit -n 1024`` over the same services with a staged key
+  each and no rollover yet (each start reaches the DNS and fails on its own, none crashes);
 - the configuration parsed with libyaml's safe loader and with the pure-Python one;
 - one ownership claim (a row of the state database) at N owner names.
 
-The whole fleet rollover (publication to retirement against BIND, with the sender) is not
-measured here yet.
+The whole fleet rollover (publication to retirement against BIND, with the sender) is
+benchmarks/bench_fleet_rollover.py.
 
 Run: .venv/bin/python benchmarks/bench_fleet.py [--n 100 --n 1000 --n 5000]
 """
@@ -88,6 +90,49 @@ def fleet(directory: Path, n: int, port: int) -> Path:
     return config
 
 
+def servfail_udp(port: int) -> None:
+    """Answer every UDP query on ``port`` with SERVFAIL at once (TCP there stays closed): a
+    start's first look at DNS fails in a millisecond instead of a timeout."""
+    import threading
+
+    import dns.message
+    import dns.rcode
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", port))
+
+    def serve() -> None:
+        while True:
+            wire, peer = sock.recvfrom(65535)
+            try:
+                response = dns.message.make_response(dns.message.from_wire(wire))
+            except Exception:  # noqa: BLE001 - a benchmark's stand-in server ignores garbage
+                continue
+            response.set_rcode(dns.rcode.SERVFAIL)
+            sock.sendto(response.to_wire(), peer)
+
+    threading.Thread(target=serve, daemon=True).start()
+
+
+def staged_fleet(directory: Path, config: Path) -> Path:
+    """The same services, each with a staged chain and key (one pair for all) and no
+    rollover yet: what ``start --all`` takes."""
+    from tests.certs import key_pem, make_pki, pem
+
+    pki = make_pki("p256", tag="staged")
+    chain, key = directory / "staged.pem", directory / "staged.key"
+    chain.write_bytes(pem(pki.leaf, pki.intermediate))
+    key.write_bytes(key_pem(pki.leaf_key))
+    key.chmod(0o600)
+    doc = yaml.safe_load(config.read_text())
+    doc["state_dir"] = str(directory / "state-start")
+    for entry in doc["services"].values():
+        entry["staged"] = {"chain": str(chain), "key": str(key)}
+    staged = directory / "staged.yaml"
+    staged.write_text(yaml.safe_dump(doc))
+    return staged
+
+
 def timed(args: list[str], *, limit: int | None = None) -> tuple[float, float, float, str]:
     """Wall seconds, CPU seconds and peak RSS (MiB) of one fresh process."""
 
@@ -134,10 +179,11 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
+    servfail_udp(closed)
     print(
-        "| N | status --json | metrics --no-verify | advance --all, ulimit -n 1024 | YAML: libyaml / pure | one claim |"
+        "| N | status --json | metrics --no-verify | advance --all, ulimit -n 1024 | start --all, ulimit -n 1024 | YAML: libyaml / pure | one claim |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for n in sizes:
         directory = Path(tempfile.mkdtemp(prefix=f"rollover-fleet-{n}-"))
         config = fleet(directory, n, closed)
@@ -147,6 +193,11 @@ def main() -> None:
         metrics = timed(["metrics", "--no-verify", *c])
         crashed = "Traceback" in tick[3] or "Too many open files" in tick[3]
         reached = sum(1 for line in tick[3].splitlines() if ": warning: mx" in line)
+        start = timed(
+            ["start", "--all", "--config", str(staged_fleet(directory, config))], limit=1024
+        )
+        start_crashed = "Traceback" in start[3] or "Too many open files" in start[3]
+        started = sum(1 for line in start[3].splitlines() if ": warning: mx" in line)
         fast = parse_seconds(config, getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         pure = parse_seconds(config, yaml.SafeLoader)
         claim = claim_seconds(directory, n)
@@ -154,6 +205,8 @@ def main() -> None:
             f"| {n:,} | {status[0]:.2f} s (target 0.5 s) | {metrics[0]:.2f} s (target 0.5 s) "
             f"| {'CRASHED' if crashed else 'no crash'}, {reached:,} of {n:,} services reached, "
             f"{tick[0]:.1f} s wall, {tick[1]:.1f} s CPU, {tick[2]:.0f} MiB peak "
+            f"| {'CRASHED' if start_crashed else 'no crash'}, {started:,} of {n:,} reached, "
+            f"{start[0]:.1f} s wall, {start[1]:.1f} s CPU, {start[2]:.0f} MiB "
             f"| {fast:.2f} s / {pure:.2f} s | {claim * 1000:.1f} ms |"
         )
 

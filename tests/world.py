@@ -555,6 +555,14 @@ class FakeDeployer:
 
 
 # -- the state and ownership stores ----------------------------------------------------------
+def _undurable(store: Any) -> int:
+    """Writes since the store's last durable(): the fake counts them; the SQLite store's
+    connection says how many changes it made since its last sync."""
+    if isinstance(store, MemoryStateStore):
+        return store.undurable
+    return int(store._db.total_changes - (store.synced or [0])[0])
+
+
 @dataclass
 class _Row:
     service: str
@@ -1160,12 +1168,14 @@ class World:
         """The state invariant every change of the world rests on: what the state says
         about it (the rollover, its history, the ownership claims) already survives a power
         loss, so none can be left unrecorded."""
-        synced = self.ownership.synced[0] if self.ownership.synced else 0
-        if self.store.undurable or self.ownership._db.total_changes != synced:
+        undurable = [
+            _undurable(self.store),
+            self.ownership._db.total_changes - (self.ownership.synced or [0])[0],
+        ]
+        if any(undurable):
             raise AssertionError(
                 f"{what} went out with state writes not yet durable "
-                f"({self.store.undurable} rollover writes, ownership "
-                f"{self.ownership._db.total_changes - synced} changes)"
+                f"({undurable[0]} rollover writes, {undurable[1]} ownership changes)"
             )
 
     def check_downgrade(self, event: str) -> None:

@@ -114,8 +114,8 @@ class Actions(FactFinding):
             mark(self.provider, self.ownership, r.owner)
 
     def _apply(self, r: Rollover, change: Change, point: str) -> None:
-        self.before_change(r, change)
         self._hold(r)
+        self.before_change(r, change)  # the claim and the sync last, right before the change
         receipt = self.provider.apply(change)
         self.checkpoint(point)
         self.after_change(r, change, receipt)
