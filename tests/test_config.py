@@ -212,6 +212,43 @@ def test_config_check_cli(tmp_path: Path, secret: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("provider", "message"),
+    [
+        ({"type": "powerdns", "api_key_file": "K"}, "providers.new.api_url: is required"),
+        (
+            {"type": "powerdns", "api_url": "http://127.0.0.1:8081", "api_key_file": "K", "x": 1},
+            "providers.new.x: unknown key",
+        ),
+        ({"type": "desec"}, "providers.new.token_file: is required"),
+        ({"type": "desec", "token_file": "K", "zone": 7}, "providers.new.zone: expected"),
+        ({"type": "cloudflare", "api_token_file": "K", "minimum_ttl": 0}, "minimum_ttl: 0 is out"),
+        ({"type": "cloudflare", "api_token_file": "/nonexistent"}, "no such file"),
+    ],
+)
+def test_config_check_names_the_new_providers_keys(
+    tmp_path: Path,
+    secret: Path,
+    provider: dict,
+    message: str,  # type: ignore[type-arg]
+) -> None:
+    """``rollover config check`` on the PowerDNS, deSEC and Cloudflare sections: one line,
+    the key path named, exit 4, the secret file's content never printed."""
+    token = tmp_path / "token"
+    token.write_text(SECRET + "\n")
+    token.chmod(0o600)
+    doc = base(secret)
+    doc["providers"]["new"] = {k: (str(token) if v == "K" else v) for k, v in provider.items()}
+    path = tmp_path / "rollover.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    checked = run_rollover("config", "check", "--config", str(path))
+    assert checked.returncode == 4, checked.stdout + checked.stderr
+    assert message in checked.stderr
+    assert len(checked.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in checked.stderr
+    assert SECRET not in checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize(
     ("section", "command", "shell", "runs"),
     [
         ("deploy", "postfix reload", None, ["postfix", "reload"]),
