@@ -19,7 +19,7 @@ from rollover.engine.machine import AdvanceResult
 from rollover.errors import ConflictError, ProviderError
 from rollover.state.ownership import OwnershipStore
 from rollover.state.store import SqliteStateStore
-from rollover.workflows.fleet import batched_tick, in_parallel
+from rollover.workflows.fleet import batched_tick, in_parallel, in_processes
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 OLD = frozenset({parse_association("3 1 1 " + "cd" * 32)})
@@ -307,3 +307,26 @@ def test_services_come_by_the_minute_they_moved_then_zone_by_zone(tmp_path: Path
             )
         )
     assert store.services() == ["c1", "a1", "a2", "b2", "b1"]
+
+
+def test_in_processes_spreads_the_work_and_merges_it() -> None:
+    """Each item in exactly one forked process (the work is inherited, not pickled: a closure
+    over local state works), the results merged; one process runs here."""
+    import os
+
+    here = os.getpid()
+    seen_offset = 1000
+
+    def work(chunk: list[int]) -> dict[str, tuple[int, int]]:
+        return {str(i): (i + seen_offset, os.getpid()) for i in chunk}
+
+    merged = in_processes(list(range(10)), work, 2)
+    assert sorted(merged) == sorted(str(i) for i in range(10))
+    assert all(
+        value == i + seen_offset for i, (value, _pid) in ((int(k), v) for k, v in merged.items())
+    )
+    pids = {pid for _value, pid in merged.values()}
+    assert len(pids) == 2
+    assert here not in pids
+    alone = in_processes([1, 2], work, 1)
+    assert {pid for _v, pid in alone.values()} == {here}

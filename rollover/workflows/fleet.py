@@ -13,9 +13,9 @@ in the calling thread, with no engine running.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rollover.engine.batching import batch_provider_changes
 from rollover.engine.machine import AdvanceResult, Engine
@@ -55,6 +55,44 @@ def in_parallel(
         for future in futures:
             future.result()
     return [listed[index] for index in sorted(left)]
+
+
+Result = TypeVar("Result")
+_CHUNK_WORK: list[Callable[[list[Any]], dict[str, Any]]] = []  # inherited by forked workers
+
+
+def _run_chunk(chunk: list[Any]) -> dict[str, Any]:
+    if not _CHUNK_WORK:  # only a forked worker of in_processes runs this
+        raise RuntimeError("in_processes: no work in this process")
+    return _CHUNK_WORK[0](chunk)
+
+
+def in_processes(
+    items: Sequence[Item],
+    work: Callable[[list[Item]], dict[str, Result]],
+    processes: int,
+) -> dict[str, Result]:
+    """``work`` over ``items`` split into ``processes`` forked processes, their results merged:
+    for work that is CPU-bound in Python (parsing DNS answers, checking chains), which threads
+    cannot spread over the cores. One process (or one item) runs here. ``work`` and what it
+    closes over are inherited by the fork, never pickled; its results are."""
+    listed = list(items)
+    processes = max(1, min(processes, len(listed)))
+    if processes == 1:
+        return work(listed)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = [listed[i::processes] for i in range(processes)]
+    _CHUNK_WORK[:] = [work]
+    try:
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+            merged: dict[str, Result] = {}
+            for part in pool.map(_run_chunk, chunks):
+                merged.update(part)
+    finally:
+        _CHUNK_WORK.clear()
+    return merged
 
 
 def batched_tick(
@@ -109,4 +147,4 @@ def batched_tick(
     return {name: results[name] for name in engines if name in results}
 
 
-__all__ = ["batched_tick", "in_parallel"]
+__all__ = ["batched_tick", "in_parallel", "in_processes"]
