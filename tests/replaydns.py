@@ -43,7 +43,9 @@ class ReplayObserver(DnsObserver):
         *,
         recursive: bool,
         checking_disabled: bool = False,
+        dnssec: bool = True,
     ) -> tuple[dns.message.Message, str]:
+        del dnssec  # the recorded answers are replayed as they are
         if self.asked >= 64:
             raise ObserverError(f"{address}: too many questions")
         wire = self.replies[self.asked % len(self.replies)]

@@ -26,12 +26,15 @@ def exchange(
     timeout: float,
     tries: int = 1,
     checking_disabled: bool = False,
+    dnssec: bool = True,
 ) -> tuple[dns.message.Message, str]:
     """Ask ``address`` and return the response and the transport used (``udp``/``tcp``).
 
     ``recursive``: a question for a validating resolver (AD asked for, or CD when
-    ``checking_disabled``); otherwise for an authoritative server (RD cleared)."""
-    query = dns.message.make_query(qname, rdtype, want_dnssec=True, payload=PAYLOAD)
+    ``checking_disabled``); otherwise for an authoritative server (RD cleared). ``dnssec``
+    False leaves the DO bit clear: for look-ups that read no signature (the zone's SOA, its
+    NS set), whose denials would otherwise carry NSEC3 chains and RRSIGs to parse."""
+    query = dns.message.make_query(qname, rdtype, want_dnssec=dnssec, payload=PAYLOAD)
     if recursive:
         query.flags |= dns.flags.CD if checking_disabled else dns.flags.AD
     else:

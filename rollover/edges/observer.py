@@ -94,6 +94,7 @@ class DnsObserver:
         *,
         recursive: bool,
         checking_disabled: bool = False,
+        dnssec: bool = True,
     ) -> tuple[dns.message.Message, str]:
         return exchange(
             address,
@@ -104,15 +105,23 @@ class DnsObserver:
             timeout=self.timeout,
             tries=self.tries,
             checking_disabled=checking_disabled,
+            dnssec=dnssec,
         )
 
     def _asker(self, address: str, port: int, *, recursive: bool) -> Ask:
         """Infrastructure look-ups (SOA walk, NS set) go with CD=1: a bogus zone must still be
-        located, so that its servers can be asked and the failure shown."""
+        located, so that its servers can be asked and the failure shown. They read no
+        signature, so they ask for none (DO clear)."""
 
         def ask(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
             return self._send(
-                address, port, qname, rdtype, recursive=recursive, checking_disabled=recursive
+                address,
+                port,
+                qname,
+                rdtype,
+                recursive=recursive,
+                checking_disabled=recursive,
+                dnssec=False,
             )[0]
 
         return ask
@@ -220,7 +229,9 @@ class DnsObserver:
             cname = _find(response, name, dns.rdatatype.CNAME)
             if cname is not None and _find(response, name, dns.rdatatype.TLSA) is None:
                 return ServerAnswer(label), cname[0].target
-            serial_response, _ = self._send(address, port, zone, dns.rdatatype.SOA, recursive=False)
+            serial_response, _ = self._send(
+                address, port, zone, dns.rdatatype.SOA, recursive=False, dnssec=False
+            )
         except ObserverError as exc:
             return ServerAnswer(label, error=str(exc).removeprefix(f"{label}: ")), None
         return _parse_server_answer(
