@@ -330,3 +330,13 @@ def test_in_processes_spreads_the_work_and_merges_it() -> None:
     assert here not in pids
     alone = in_processes([1, 2], work, 1)
     assert {pid for _v, pid in alone.values()} == {here}
+
+
+def test_in_processes_raises_a_workers_error_here() -> None:
+    def work(chunk: list[int]) -> dict[str, int]:
+        if 3 in chunk:
+            raise ProviderError("p: the primary timed out")
+        return {str(i): i for i in chunk}
+
+    with pytest.raises(ProviderError, match="timed out"):
+        in_processes(list(range(6)), work, 2)

@@ -61,10 +61,14 @@ Result = TypeVar("Result")
 _CHUNK_WORK: list[Callable[[list[Any]], dict[str, Any]]] = []  # inherited by forked workers
 
 
-def _run_chunk(chunk: list[Any]) -> dict[str, Any]:
-    if not _CHUNK_WORK:  # only a forked worker of in_processes runs this
-        raise RuntimeError("in_processes: no work in this process")
-    return _CHUNK_WORK[0](chunk)
+def _run_chunk(chunk: list[Any], answer: Any) -> None:
+    """A forked worker of :func:`in_processes`: its chunk's results, or its exception."""
+    try:
+        answer.send(("ok", _CHUNK_WORK[0](chunk)))  # set by in_processes before the fork
+    except BaseException as exc:  # noqa: BLE001 - carried to the parent, raised there
+        answer.send(("error", exc))
+    finally:
+        answer.close()
 
 
 def in_processes(
@@ -72,26 +76,45 @@ def in_processes(
     work: Callable[[list[Item]], dict[str, Result]],
     processes: int,
 ) -> dict[str, Result]:
-    """``work`` over ``items`` split into ``processes`` forked processes, their results merged:
-    for work that is CPU-bound in Python (parsing DNS answers, checking chains), which threads
-    cannot spread over the cores. One process (or one item) runs here. ``work`` and what it
-    closes over are inherited by the fork, never pickled; its results are."""
+    """``work`` over ``items`` split into ``processes`` forked processes, one chunk each, their
+    results merged: for work that is CPU-bound in Python (parsing DNS answers, checking
+    chains), which threads cannot spread over the cores. One process (or one item) runs here.
+    ``work`` and what it closes over are inherited by the fork, never pickled; its results
+    (or the exception it raised, raised here) are."""
     listed = list(items)
     processes = max(1, min(processes, len(listed)))
     if processes == 1:
         return work(listed)
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
-    chunks = [listed[i::processes] for i in range(processes)]
+    context = multiprocessing.get_context("fork")
     _CHUNK_WORK[:] = [work]
+    workers = []
     try:
-        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
-            merged: dict[str, Result] = {}
-            for part in pool.map(_run_chunk, chunks):
-                merged.update(part)
+        for index in range(processes):
+            receive, send = context.Pipe(duplex=False)
+            worker = context.Process(target=_run_chunk, args=(listed[index::processes], send))
+            worker.start()
+            send.close()
+            workers.append((worker, receive))
     finally:
         _CHUNK_WORK.clear()
+    merged: dict[str, Result] = {}
+    failure: BaseException | None = None
+    for worker, receive in workers:
+        try:
+            kind, payload = receive.recv()
+        except EOFError:
+            kind, payload = "error", RuntimeError("a worker process ended without an answer")
+        finally:
+            receive.close()
+        worker.join()
+        if kind == "ok":
+            merged.update(payload)
+        elif failure is None:
+            failure = payload
+    if failure is not None:
+        raise failure
     return merged
 
 
