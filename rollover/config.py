@@ -275,8 +275,19 @@ ProviderParser = Callable[[Section, list[str]], Any]
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
-def load_config(path: str, provider_parsers: Callable[[str], ProviderParser | None]) -> Config:
-    """Read and validate ``path``. ``provider_parsers(type)`` gives an adapter's validator."""
+# ``cache(text, parse)``: the document of ``text``, kept from an earlier ``parse()`` or parsed
+# now (rollover.edges.configcache.cached_document).
+DocumentCache = Callable[[str, Callable[[], object]], object]
+
+
+def load_config(
+    path: str,
+    provider_parsers: Callable[[str], ProviderParser | None],
+    *,
+    cache: DocumentCache | None = None,
+) -> Config:
+    """Read and validate ``path``. ``provider_parsers(type)`` gives an adapter's validator;
+    ``cache(text)``, where given, keeps the parsed document of the text."""
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_CONFIG_BYTES + 1)
@@ -294,26 +305,38 @@ def load_config(path: str, provider_parsers: Callable[[str], ProviderParser | No
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    return config_from_text(text, path, provider_parsers)
+    return config_from_text(text, path, provider_parsers, cache=cache)
 
 
 def config_from_text(
-    text: str, path: str, provider_parsers: Callable[[str], ProviderParser | None]
+    text: str,
+    path: str,
+    provider_parsers: Callable[[str], ProviderParser | None],
+    *,
+    cache: DocumentCache | None = None,
 ) -> Config:
     """Parse YAML text (safe loader: no tags, aliases shared, not copied) and validate it.
     libyaml's safe loader where PyYAML has it (about 6 times faster on a large fleet's
     configuration), the pure-Python one otherwise: the same documents either way."""
+
+    def parse() -> object:
+        return yaml_document(text, path)
+
+    raw = cache(text, parse) if cache is not None else parse()
+    return parse_config(raw if raw is not None else {}, path, provider_parsers)
+
+
+def yaml_document(text: str, path: str) -> object:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        raw = yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader, C or Python)
+        return yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader, C or Python)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}:{where}: {problem}") from None
-    return parse_config(raw if raw is not None else {}, path, provider_parsers)
 
 
 def parse_config(

@@ -10,6 +10,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_config_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The parsed-configuration cache (rollover.config.DocumentCache) of this test run's own,
+    inherited by every command the tests start: never the user's ~/.cache."""
+    os.environ.pop("CACHE_DIRECTORY", None)
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+
+
 def run_rollover(
     *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

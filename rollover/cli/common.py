@@ -82,8 +82,9 @@ def load_config(path_option: str | None) -> "Config":
     """The validated configuration; its warnings go to stderr."""
     from rollover import providers
     from rollover.config import config_path, load_config
+    from rollover.edges.configcache import cached_document
 
-    config = load_config(config_path(path_option), providers.settings_parser)
+    config = load_config(config_path(path_option), providers.settings_parser, cache=cached_document)
     for line in config.warnings:
         warn(line)
     return config

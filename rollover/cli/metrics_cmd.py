@@ -95,7 +95,12 @@ def _verify(cfg: "Config", service: "ServiceConfig", now: "datetime") -> tuple[i
 
     resolvers = list(service.resolvers or cfg.resolvers)
     verifier = Verifier(
-        DnsObserver(resolvers=resolvers, authoritative=list(service.authoritative), timeout=2.0),
+        DnsObserver(
+            resolvers=resolvers,
+            authoritative=list(service.authoritative),
+            timeout=2.0,
+            serials=False,  # a sender's verdict reads no serial: one query fewer per server
+        ),
         TlsProbe(timeout=service.probe.timeout),
         resolvers,
         timeout=2.0,

@@ -106,7 +106,11 @@ def verify_command(
     resolvers = resolvers or system_resolvers()
     verifier = Verifier(
         DnsObserver(
-            resolvers=resolvers, authoritative=auth, ns_port=ns_port, timeout=min(timeout, 3.0)
+            resolvers=resolvers,
+            authoritative=auth,
+            ns_port=ns_port,
+            timeout=min(timeout, 3.0),
+            serials=False,
         ),
         TlsProbe(timeout=timeout),
         resolvers,

@@ -78,6 +78,7 @@ class DnsObserver:
     ns_port: int = 53
     timeout: float = 2.0
     tries: int = 2
+    serials: bool = True  # ask each server its zone's SOA serial (a sender's view needs none)
 
     def __post_init__(self) -> None:
         self._resolvers = [parse_server(r) for r in self.resolvers]
@@ -229,8 +230,10 @@ class DnsObserver:
             cname = _find(response, name, dns.rdatatype.CNAME)
             if cname is not None and _find(response, name, dns.rdatatype.TLSA) is None:
                 return ServerAnswer(label), cname[0].target
-            serial_response, _ = self._send(
-                address, port, zone, dns.rdatatype.SOA, recursive=False, dnssec=False
+            serial_response = (
+                self._send(address, port, zone, dns.rdatatype.SOA, recursive=False, dnssec=False)[0]
+                if self.serials
+                else None
             )
         except ObserverError as exc:
             return ServerAnswer(label, error=str(exc).removeprefix(f"{label}: ")), None
@@ -333,7 +336,7 @@ def _parse_server_answer(
     label: str,
     *,
     response: dns.message.Message,
-    serial_response: dns.message.Message,
+    serial_response: dns.message.Message | None,
     name: dns.name.Name,
     zone: dns.name.Name,
     transport: str,
@@ -346,7 +349,8 @@ def _parse_server_answer(
     ]
     signed = any(r.rdtype == dns.rdatatype.RRSIG for r in (*response.answer, *response.authority))
     serial = None
-    for rrset in internet((*serial_response.answer, *response.authority)):
+    serial_rrsets = serial_response.answer if serial_response is not None else []
+    for rrset in internet((*serial_rrsets, *response.authority)):
         if rrset.rdtype == dns.rdatatype.SOA and rrset.name == zone:
             serial = int(rrset[0].serial)
             break

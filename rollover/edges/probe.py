@@ -8,6 +8,7 @@ DANE matching (``rollover.core.matching``) decides, not the system's CA store.
 
 from __future__ import annotations
 
+import functools
 import socket
 import ssl
 import time
@@ -146,13 +147,7 @@ class TlsProbe:
             except OSError as exc:
                 raise ProbeError(f"cannot connect: {exc.strerror or exc}") from None
             self._upgrade(sock, starttls, server_name, deadline)
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            ciphers = KEY_ALGORITHMS[asked]
-            if ciphers is not None:
-                context.maximum_version = ssl.TLSVersion.TLSv1_2
-                context.set_ciphers(ciphers)
+            context = _client_context(asked)
             sock.settimeout(deadline.left())
             try:
                 tls = context.wrap_socket(sock, server_hostname=server_name.rstrip("."))
@@ -192,11 +187,33 @@ class TlsProbe:
     def _ehlo_name(self, sock: socket.socket) -> str:
         if self.ehlo_name:
             return self.ehlo_name
-        name = socket.getfqdn()
+        name = _fqdn()
         if "." in name and not name.endswith(".localdomain") and name != "localhost":
             return name
         local = sock.getsockname()[0]
         return f"[IPv6:{local}]" if ":" in local else f"[{local}]"
+
+
+@functools.cache
+def _client_context(asked: str) -> ssl.SSLContext:
+    """One client context per key algorithm asked for, shared by every probe of the process
+    (a context is safe to share between threads once set up; making one is a tenth of a
+    handshake's cost). Nothing is verified here: the chain is judged against the TLSA
+    records (and, for PKIX usages, by :mod:`rollover.edges.trust`), never by the handshake."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    ciphers = KEY_ALGORITHMS[asked]
+    if ciphers is not None:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(ciphers)
+    return context
+
+
+@functools.cache
+def _fqdn() -> str:
+    """This host's name, looked up once per process (a resolver call each time otherwise)."""
+    return socket.getfqdn()
 
 
 def _presented_chain(tls: ssl.SSLSocket) -> tuple[bytes, ...]:
