@@ -249,6 +249,22 @@ class ServiceConfig:
         return owner_name(self.host, self.port, self.proto)
 
 
+STATE_BACKENDS = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Where rollovers, history, ownership and leases live: ``sqlite`` (the embedded default,
+    ``state.db`` in the state directory) or ``postgresql``, shared by several hosts. Its DSN,
+    password included, is read from ``dsn_file`` (never from the configuration or argv); with
+    no ``dsn_file``, libpq's own environment (``PGHOST``, ``PGSERVICE``, ...) and its
+    ``~/.pg_service.conf`` and ``~/.pgpass`` files say where and who."""
+
+    backend: str = "sqlite"
+    dsn_file: str | None = None
+    connect_timeout: float = 10.0
+
+
 @dataclass(frozen=True)
 class Config:
     source: str
@@ -261,6 +277,7 @@ class Config:
     on_event: list[str] | str | None = None  # run on failure and completion
     concurrency: int = DEFAULT_CONCURRENCY  # services a tick advances at once
     tick_seconds: float = DEFAULT_TICK_SECONDS  # a tick begins no service after this; 0: no limit
+    state: StateConfig = field(default_factory=StateConfig)
 
     def service(self, name: str) -> ServiceConfig:
         if name not in self.services:
@@ -369,6 +386,7 @@ def parse_config(
     on_event = top.command("on_event", shell_key="on_event_shell")
     concurrency = top.integer("concurrency", DEFAULT_CONCURRENCY, low=1, high=MAX_CONCURRENCY)
     tick_seconds = top.number("tick_seconds", DEFAULT_TICK_SECONDS, low=0.0)
+    state = _state(top, warnings)
     services: dict[str, ServiceConfig] = {}
     service_section = top.section("services")
     if service_section is not None:
@@ -387,7 +405,25 @@ def parse_config(
         on_event,
         concurrency,
         tick_seconds,
+        state,
     )
+
+
+def _state(top: Section, warnings: list[str]) -> StateConfig:
+    section = top.section("state")
+    if section is None:
+        return StateConfig()
+    backend = section.text("backend", "sqlite")
+    if backend not in STATE_BACKENDS:
+        raise section.fail("backend", f"{backend!r}: use one of {', '.join(STATE_BACKENDS)}")
+    dsn_file = section.text("dsn_file")
+    if dsn_file is not None:
+        if backend != "postgresql":
+            raise section.fail("dsn_file", "only for backend: postgresql")
+        check_secret_file(dsn_file, section.key("dsn_file"), section.source, warnings)
+    connect_timeout = min(section.number("connect_timeout", 10.0, low=0.5), 300.0)
+    section.finish()
+    return StateConfig(backend, dsn_file, connect_timeout)
 
 
 def _check_servers(section: Section, name: str, servers: tuple[str, ...]) -> None:

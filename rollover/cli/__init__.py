@@ -33,6 +33,7 @@ COMMAND_MODULES = {
     "hook": "hook_cmd",
     "metrics": "metrics_cmd",
     "next": "next_cmd",
+    "state": "state_cmd",
 }
 _ROOT_OPTIONS_WITH_VALUE = ("--log-format",)
 

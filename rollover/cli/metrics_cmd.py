@@ -44,7 +44,7 @@ def metrics(
 
     from rollover.edges.files import write_atomic
     from rollover.render.metrics import ServiceMetrics, render_metrics
-    from rollover.state.store import SqliteStateStore
+    from rollover.state.backends import open_state
 
     cfg = common.load_config(config)
     now = datetime.now(UTC)
@@ -52,7 +52,7 @@ def metrics(
     verdicts: dict[str, tuple[int | None, int | None]] = dict.fromkeys(names, (None, None))
     if verify:
         verdicts.update(_verdicts(cfg, names, now, concurrency or cfg.concurrency))
-    store = SqliteStateStore(common.state_dir(cfg, state_dir))  # opened after any fork
+    store = open_state(cfg, common.state_dir(cfg, state_dir)).store  # opened after any fork
     entries = [ServiceMetrics(name, store.current(name), *verdicts[name]) for name in names]
     text = render_metrics(entries, now)
     if output is None:

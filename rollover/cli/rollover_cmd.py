@@ -476,10 +476,11 @@ def status(
     old and new, the last error."""
     import json
 
-    from rollover.state.store import SqliteStateStore, rollover_json
+    from rollover.state.backends import open_state
+    from rollover.state.store import rollover_json
 
     cfg = common.load_config(config)
-    store = SqliteStateStore(common.state_dir(cfg, state_dir))
+    store = open_state(cfg, common.state_dir(cfg, state_dir)).store
     names = [service] if service else sorted(cfg.services)
     documents: list[dict[str, Any]] = []
     for name in names:
@@ -558,10 +559,10 @@ def history(
     """Every transition, provider change and error, oldest first."""
     import json
 
-    from rollover.state.store import SqliteStateStore
+    from rollover.state.backends import open_state
 
     cfg = common.load_config(config)
-    entries = SqliteStateStore(common.state_dir(cfg, state_dir)).history(service)
+    entries = open_state(cfg, common.state_dir(cfg, state_dir)).store.history(service)
     if as_json:
         sys.stdout.write(json.dumps(entries, indent=2) + "\n")
         return

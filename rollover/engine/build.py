@@ -15,11 +15,18 @@ from rollover.config import Config, ServiceConfig
 from rollover.core.phases import Rollover
 from rollover.core.presented import LiveChains
 from rollover.engine.machine import Engine
-from rollover.ports import Checkpoint, LiveProbe, Observer, Provider, no_checkpoint
+from rollover.ports import (
+    Checkpoint,
+    LiveProbe,
+    Observer,
+    OwnershipLedger,
+    Provider,
+    StateStore,
+    no_checkpoint,
+)
 
 if TYPE_CHECKING:
-    from rollover.state.ownership import OwnershipStore
-    from rollover.state.store import SqliteStateStore
+    from rollover.state.backends import StateBackend
 
 Output = Callable[[str], None]
 EventHandler = Callable[[str, Rollover, str], None]
@@ -109,8 +116,7 @@ class SharedEdges:
     def __init__(self, config: Config, state_dir: str | None = None) -> None:
         self.config = config
         self.state_dir = str(state_dir or config.state_dir)
-        self._store: SqliteStateStore | None = None
-        self._ownership: OwnershipStore | None = None
+        self._state: StateBackend | None = None
         self._providers: dict[str, Provider] = {}
         self._by_owner: dict[str, list[ServiceConfig]] | None = None
 
@@ -119,22 +125,20 @@ class SharedEdges:
             self._by_owner = services_by_owner(self.config)
         return self._by_owner
 
-    def store(self) -> SqliteStateStore:
-        if self._store is None:
-            from rollover.state.store import SqliteStateStore
+    def state(self) -> StateBackend:
+        """The configured backend (SQLite in the state directory, or PostgreSQL), opened
+        once per process."""
+        if self._state is None:
+            from rollover.state.backends import open_state
 
-            self._store = SqliteStateStore(self.state_dir)
-        return self._store
+            self._state = open_state(self.config, self.state_dir)
+        return self._state
 
-    def ownership(self) -> OwnershipStore:
-        if self._ownership is None:
-            from rollover.state.ownership import OwnershipStore
+    def store(self) -> StateStore:
+        return self.state().store
 
-            store = self.store()
-            self._ownership = OwnershipStore(
-                self.state_dir, connection=store.connection, lock=store.lock, synced=store.synced
-            )
-        return self._ownership
+    def ownership(self) -> OwnershipLedger:
+        return self.state().ownership
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:
