@@ -263,6 +263,10 @@ class StateConfig:
     backend: str = "sqlite"
     dsn_file: str | None = None
     connect_timeout: float = 10.0
+    # How long a coordinator's lease on a rollover runs (None: the engine's default, 180 s,
+    # longer than its longest call). A lease of a crashed holder on another host is taken
+    # over only once it has run out: a shorter one hands a rollover on sooner.
+    lease_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -394,7 +398,7 @@ def parse_config(
             entry = service_section.required_section(str(name))
             services[str(name)] = _service(str(name), entry, providers)
     top.finish()
-    return Config(
+    config = Config(
         source,
         providers,
         services,
@@ -407,6 +411,8 @@ def parse_config(
         tick_seconds,
         state,
     )
+    _check_lease(config)
+    return config
 
 
 def _state(top: Section, warnings: list[str]) -> StateConfig:
@@ -422,8 +428,30 @@ def _state(top: Section, warnings: list[str]) -> StateConfig:
             raise section.fail("dsn_file", "only for backend: postgresql")
         check_secret_file(dsn_file, section.key("dsn_file"), section.source, warnings)
     connect_timeout = min(section.number("connect_timeout", 10.0, low=0.5), 300.0)
+    lease = section.get("lease_seconds", (int, float))
+    lease_seconds = None if lease is None else section.number("lease_seconds", 0.0, low=20.0)
     section.finish()
-    return StateConfig(backend, dsn_file, connect_timeout)
+    return StateConfig(backend, dsn_file, connect_timeout, lease_seconds)
+
+
+def _check_lease(config: Config) -> None:
+    """A lease must outlast the longest call made under it (it is renewed before each): a
+    reload or a probe of every service, and the provider wait (the engine keeps that to half
+    the lease)."""
+    lease = config.state.lease_seconds
+    if lease is None:
+        return
+    for service in config.services.values():
+        longest = [("probe.timeout", service.probe.timeout)]
+        if service.deploy is not None:
+            longest.append(("deploy.reload_timeout", service.deploy.reload_timeout))
+        for key, seconds in longest:
+            if 2 * seconds > lease:
+                raise ConfigError(
+                    f"{config.source}: services.{service.name}.{key}: {seconds:g} s is more "
+                    f"than half of state.lease_seconds ({lease:g} s): a lease must outlast "
+                    "every call made under it"
+                )
 
 
 def _check_servers(section: Section, name: str, servers: tuple[str, ...]) -> None:

@@ -41,6 +41,13 @@ from rollover.ports import (
 Output = Callable[[str], None]
 
 
+def node_name() -> str:
+    """The name this host goes by in leases: ``ROLLOVER_NODE`` where set (containers or test
+    "hosts" that share one host name), else the host name. A lease of a holder of this node
+    whose process is gone is taken over at once; one of another node only once it expires."""
+    return os.environ.get("ROLLOVER_NODE") or socket.gethostname()
+
+
 class EngineBase:
     def __init__(
         self,
@@ -61,6 +68,7 @@ class EngineBase:
         deployer: Deployer | None = None,
         checkpoint: Checkpoint = no_checkpoint,
         shared: LiveProbe | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         self.service = service
         self.provider = provider
@@ -78,7 +86,8 @@ class EngineBase:
         self.deployer = deployer
         self.checkpoint = checkpoint
         self.shared = shared  # the other hosts sharing the RRset (``tlsa_owner``)
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = lease_seconds
+        self.holder = f"{node_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._renewed: dict[int | None, float] = {}  # rollover id -> last lease write (boot clock)
 
     def published_ttl(self, owner: str) -> int:

@@ -179,4 +179,7 @@ def build_engine(
         deployer=None if service.deploy is None else FileDeployer(service.deploy),
         checkpoint=checkpoint,
         shared=shared_live(config, service, edges.by_owner()),
+        lease_seconds=config.state.lease_seconds,
+        # Half the lease at most: a provider wait is one call made under it.
+        wait_timeout=min(120.0, (config.state.lease_seconds or 240.0) / 2),
     )

@@ -6,12 +6,11 @@ only once expired (judged by the shared lease clock).
 from __future__ import annotations
 
 import os
-import socket
 
 from rollover.core.phases import (
     Rollover,
 )
-from rollover.engine.base import EngineBase
+from rollover.engine.base import EngineBase, node_name
 from rollover.errors import ConflictError
 
 LEASE_SECONDS = 120.0
@@ -69,6 +68,8 @@ class Leases(EngineBase):
     def lease_term(self) -> float:
         """Longer than the longest single call made under it (a provider wait), so that the
         renewal before each call (:meth:`_hold`) always lands inside the lease."""
+        if self.lease_seconds is not None:  # configured (state.lease_seconds): checked there
+            return self.lease_seconds
         return max(LEASE_SECONDS, self.wait_timeout + 60.0)
 
     def _hold(self, rollover: Rollover) -> None:
@@ -85,7 +86,7 @@ class Leases(EngineBase):
 def _holder_dead(holder: str) -> bool:
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not (pid_text.isascii() and pid_text.isdigit()):
+    if host != node_name() or not (pid_text.isascii() and pid_text.isdigit()):
         return False
     try:
         os.kill(int(pid_text), 0)
