@@ -21,6 +21,7 @@ The optional provider capabilities are small runtime-checkable Protocols: the en
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -202,6 +203,32 @@ class OwnershipLedger(Protocol):
     def release(self, owner: str, associations: frozenset[Association]) -> None: ...
     def durable(self) -> None:
         """Every claim so far survives a power loss (called before the change it precedes)."""
+        ...
+
+
+class OwnerRow(Protocol):
+    """One owner's row, read inside a transaction that keeps others from editing it until
+    the transaction ends: ``text`` as read (None: no row), ``write`` it back (None: delete)."""
+
+    text: str | None
+
+    def write(self, text: str | None) -> None: ...
+
+
+class OwnershipRows(Protocol):
+    """Where the rows live: the state database of a backend (SQLite, PostgreSQL). The
+    document logic (:class:`OwnershipRecord`) is the same for each."""
+
+    label: str  # names the store in errors (a path, a DSN file; never a secret)
+
+    def read(self, owner: str) -> str | None:
+        """The row of ``owner`` as committed (no transaction held after)."""
+        ...
+
+    def edit(self, owner: str) -> AbstractContextManager[OwnerRow]:
+        """The row of ``owner`` in one transaction, committed when the block ends, rolled
+        back if it raises; a concurrent edit of the same owner waits for it (no lost
+        update)."""
         ...
 
 

@@ -6,7 +6,10 @@ Both give the same two edges, a :class:`rollover.ports.StateStore` and a
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from rollover.config import Config
 from rollover.ports import OwnershipLedger, StateStore
@@ -17,6 +20,9 @@ class StateBackend:
     store: StateStore
     ownership: OwnershipLedger
     label: str  # what errors and `rollover state` name: the database file or the DSN file
+    # Seconds to add to this host's clock to read the store's (None: the host's clock is the
+    # store's, as for SQLite on this host).
+    clock_offset: float | None = None
 
 
 def postgres_dsn(config: Config) -> tuple[str, str]:
@@ -36,7 +42,7 @@ def open_state(config: Config, state_dir: str | None = None) -> StateBackend:
 
         dsn, source = postgres_dsn(config)
         pg = PostgresStateStore(dsn, source=source)
-        return StateBackend(pg, PostgresOwnership(pg), source)
+        return StateBackend(pg, PostgresOwnership(pg), source, clock_offset(pg.database_now))
     from rollover.state.ownership import OwnershipStore
     from rollover.state.store import SqliteStateStore
 
@@ -46,3 +52,11 @@ def open_state(config: Config, state_dir: str | None = None) -> StateBackend:
         directory, connection=sqlite.connection, lock=sqlite.lock, synced=sqlite.synced
     )
     return StateBackend(sqlite, ownership, str(sqlite.path))
+
+
+def clock_offset(database_now: Callable[[], datetime]) -> float:
+    """The database clock minus this host's, read once, halfway through the round trip."""
+    before = time.time()
+    there = database_now().timestamp()
+    after = time.time()
+    return there - (before + after) / 2

@@ -4,9 +4,11 @@ The tool never removes a record it did not publish unless told to by name; this 
 it knows. A claim is written *before* the DNS change that publishes the association, so a crash
 in between leaves a claim on a record that does not exist (harmless), never an unclaimed record.
 
-Kept in the state database (``state.db``), one row per owner name: a claim or a confirmation
-writes that row in one transaction, whatever the size of the fleet. An ``ownership.json`` left
-by an earlier version is imported on first use and kept beside it as ``ownership.json.bak``.
+Kept in the state database, one row per owner name (SQLite's ``state.db`` here; PostgreSQL's
+``rollover_ownership`` table in :mod:`rollover.state.postgres`, over the same document logic,
+:class:`OwnershipRecord`): a claim or a confirmation writes that row in one transaction, whatever
+the size of the fleet. An ``ownership.json`` left by an earlier version is imported on first use
+and kept beside it as ``ownership.json.bak``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from rollover.core.association import Association, parse_association
 from rollover.errors import StateError
+from rollover.ports import OwnerRow, OwnershipRows
 from rollover.state.files import serialized
 from rollover.state.store import connect, make_durable
 
@@ -33,94 +36,24 @@ _SLICES = ("owners", "replaced", "rrsets", "versions")
 
 
 @serialized
-class OwnershipStore:
-    """The :class:`rollover.ports.OwnershipLedger` of a state directory."""
+class OwnershipRecord:
+    """The :class:`rollover.ports.OwnershipLedger` over a rows backend: one JSON document
+    per owner name, edited read-modify-write in one transaction."""
 
-    def __init__(
-        self,
-        state_dir: str,
-        *,
-        connection: sqlite3.Connection | None = None,
-        lock: threading.RLock | None = None,
-        synced: list[int] | None = None,
-    ) -> None:
-        # Shared with the state store when the connection is: one lock, one sync count.
+    def __init__(self, rows: OwnershipRows, lock: threading.RLock | None = None) -> None:
         self.lock = lock or threading.RLock()
-        self.synced: list[int] = [] if synced is None else synced
-        self.directory = Path(state_dir)
-        if connection is None:
-            self.path, self._db = connect(self.directory)
-        else:
-            self.path, self._db = self.directory / "state.db", connection
-        try:
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StateError(f"{self.path}: cannot open the ownership record: {exc}") from None
-        self._import_json(self.directory / "ownership.json")
+        self._rows = rows
 
-    def _import_json(self, legacy: Path) -> None:
-        """The record of an earlier version, imported once; the file stays as a backup."""
-        if not legacy.exists():
-            return
-        try:
-            raw = json.loads(legacy.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise StateError(f"{legacy}: unreadable ownership record: {exc}") from None
-        if not isinstance(raw, dict) or not isinstance(raw.get("owners"), dict):
-            raise StateError(f"{legacy}: not an ownership record")
-        names = {str(owner) for part in _SLICES for owner in (raw.get(part) or {})}
-        with self._transaction() as db:
-            for owner in sorted(names):
-                doc = {
-                    part: {owner: raw[part][owner]}
-                    for part in _SLICES
-                    if owner in (raw.get(part) or {})
-                }
-                db.execute(
-                    "INSERT OR IGNORE INTO ownership (owner, data) VALUES (?, ?)",
-                    (owner, json.dumps(_row(doc, owner), sort_keys=True)),
-                )
-        try:
-            legacy.replace(legacy.with_name(legacy.name + ".bak"))
-        except OSError as exc:
-            raise StateError(f"{legacy}: imported, but cannot be set aside: {exc}") from None
-
-    def durable(self) -> None:
-        """What was committed survives a power loss from now on (before the DNS change a
-        claim precedes)."""
-        make_durable(self.path, self._db, self.synced)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StateError(f"{self.path}: ownership record busy or locked: {exc}") from None
-        try:
-            yield self._db
-        except BaseException:
-            with suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-            raise
-        try:
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-            raise StateError(f"{self.path}: cannot write the ownership record: {exc}") from None
-
-    def _read(self, db: sqlite3.Connection, owner: str) -> dict[str, Any]:
+    def _parse(self, text: str | None, owner: str) -> dict[str, Any]:
         key = owner.lower()
-        try:
-            found = db.execute("SELECT data FROM ownership WHERE owner = ?", (key,)).fetchone()
-        except sqlite3.Error as exc:
-            raise StateError(f"{self.path}: cannot read the ownership record: {exc}") from None
         doc: dict[str, Any] = {"version": 1, "owners": {}}
-        if found is not None:
+        if text is not None:
             try:
-                row = json.loads(found[0])
+                row = json.loads(text)
             except ValueError as exc:
-                raise StateError(f"{self.path}: unreadable ownership of {key}: {exc}") from None
+                raise StateError(
+                    f"{self._rows.label}: unreadable ownership of {key}: {exc}"
+                ) from None
             for part in _SLICES:
                 if row.get(part) is not None:
                     doc.setdefault(part, {})[key] = row[part]
@@ -128,29 +61,22 @@ class OwnershipStore:
 
     def _load(self, owner: str) -> dict[str, Any]:
         """The record of ``owner``, shaped as ownership.json was (each slice by owner)."""
-        return self._read(self._db, owner)
+        return self._parse(self._rows.read(owner.lower()), owner)
 
     @contextmanager
     def _editing(self, owner: str) -> Iterator[dict[str, Any]]:
         """The record of ``owner`` in one transaction, written back when the block ends (and
         only if it changed: a tick's "seen again, as before" writes nothing)."""
         key = owner.lower()
-        with self._transaction() as db:
-            doc = self._read(db, owner)
+        with self._rows.edit(key) as found:
+            doc = self._parse(found.text, key)
             before = json.dumps(_row(doc, key), sort_keys=True)
             yield doc
             row = _row(doc, key)
             text = json.dumps(row, sort_keys=True)
             if text == before:
                 return
-            if any(value for value in row.values()):
-                db.execute(
-                    "INSERT INTO ownership (owner, data) VALUES (?, ?) "
-                    "ON CONFLICT(owner) DO UPDATE SET data = excluded.data",
-                    (key, text),
-                )
-            else:
-                db.execute("DELETE FROM ownership WHERE owner = ?", (key,))
+            found.write(text if any(value for value in row.values()) else None)
 
     def owned(self, owner: str) -> frozenset[Association]:
         entries = self._load(owner)["owners"].get(owner.lower(), {})
@@ -324,6 +250,124 @@ class OwnershipStore:
                 entries.pop(str(association), None)
             if not entries:
                 del data["owners"][owner.lower()]
+
+
+class _SqliteRow:
+    def __init__(self, db: sqlite3.Connection, owner: str, text: str | None) -> None:
+        self._db, self._owner, self.text = db, owner, text
+
+    def write(self, text: str | None) -> None:
+        if text is None:
+            self._db.execute("DELETE FROM ownership WHERE owner = ?", (self._owner,))
+        else:
+            self._db.execute(
+                "INSERT INTO ownership (owner, data) VALUES (?, ?) "
+                "ON CONFLICT(owner) DO UPDATE SET data = excluded.data",
+                (self._owner, text),
+            )
+
+
+class _SqliteRows:
+    """The ``ownership`` table of ``state.db``; ``BEGIN IMMEDIATE`` takes the database's
+    write lock, so an edit's read and write see no other writer in between."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection) -> None:
+        self.label = str(path)
+        self.path, self._db = path, db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"{self.path}: ownership record busy or locked: {exc}") from None
+        try:
+            yield self._db
+        except BaseException:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise StateError(f"{self.path}: cannot write the ownership record: {exc}") from None
+
+    def _select(self, db: sqlite3.Connection, owner: str) -> str | None:
+        try:
+            found = db.execute("SELECT data FROM ownership WHERE owner = ?", (owner,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: cannot read the ownership record: {exc}") from None
+        return None if found is None else str(found[0])
+
+    def read(self, owner: str) -> str | None:
+        return self._select(self._db, owner)
+
+    @contextmanager
+    def edit(self, owner: str) -> Iterator[OwnerRow]:
+        with self.transaction() as db:
+            yield _SqliteRow(db, owner, self._select(db, owner))
+
+
+@serialized
+class OwnershipStore(OwnershipRecord):
+    """The :class:`rollover.ports.OwnershipLedger` of a state directory (SQLite)."""
+
+    def __init__(
+        self,
+        state_dir: str,
+        *,
+        connection: sqlite3.Connection | None = None,
+        lock: threading.RLock | None = None,
+        synced: list[int] | None = None,
+    ) -> None:
+        # Shared with the state store when the connection is: one lock, one sync count.
+        self.synced: list[int] = [] if synced is None else synced
+        self.directory = Path(state_dir)
+        if connection is None:
+            self.path, self._db = connect(self.directory)
+        else:
+            self.path, self._db = self.directory / "state.db", connection
+        self._sqlite = _SqliteRows(self.path, self._db)
+        super().__init__(self._sqlite, lock)
+        try:
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: cannot open the ownership record: {exc}") from None
+        self._import_json(self.directory / "ownership.json")
+
+    def _import_json(self, legacy: Path) -> None:
+        """The record of an earlier version, imported once; the file stays as a backup."""
+        if not legacy.exists():
+            return
+        try:
+            raw = json.loads(legacy.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StateError(f"{legacy}: unreadable ownership record: {exc}") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("owners"), dict):
+            raise StateError(f"{legacy}: not an ownership record")
+        names = {str(owner) for part in _SLICES for owner in (raw.get(part) or {})}
+        with self._sqlite.transaction() as db:
+            for owner in sorted(names):
+                doc = {
+                    part: {owner: raw[part][owner]}
+                    for part in _SLICES
+                    if owner in (raw.get(part) or {})
+                }
+                db.execute(
+                    "INSERT OR IGNORE INTO ownership (owner, data) VALUES (?, ?)",
+                    (owner, json.dumps(_row(doc, owner), sort_keys=True)),
+                )
+        try:
+            legacy.replace(legacy.with_name(legacy.name + ".bak"))
+        except OSError as exc:
+            raise StateError(f"{legacy}: imported, but cannot be set aside: {exc}") from None
+
+    def durable(self) -> None:
+        """What was committed survives a power loss from now on (before the DNS change a
+        claim precedes)."""
+        make_durable(self.path, self._db, self.synced)
 
 
 def _row(doc: dict[str, Any], owner: str) -> dict[str, Any]:

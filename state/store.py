@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import datetime
@@ -273,14 +273,7 @@ class SqliteStateStore:
             db.execute(
                 "INSERT INTO history (rollover_id, service, at, event, phase, detail) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    rollover.id,
-                    rollover.service,
-                    at.isoformat(),
-                    event,
-                    rollover.phase.value,
-                    json.dumps(detail, sort_keys=True, default=str),
-                ),
+                history_row(rollover, at, event, detail),
             )
 
     def history(self, service: str) -> list[dict[str, Any]]:
@@ -289,10 +282,7 @@ class SqliteStateStore:
             "ORDER BY id",
             (service,),
         ).fetchall()
-        return [
-            {"rollover": r[0], "at": r[1], "event": r[2], "phase": r[3], "detail": json.loads(r[4])}
-            for r in rows
-        ]
+        return [history_entry(r) for r in rows]
 
     def services(self) -> list[str]:
         """Every service with an active rollover: by the minute it entered its phase (a tick
@@ -304,6 +294,31 @@ class SqliteStateStore:
             "json_extract(data, '$.owner') FROM rollovers WHERE active = 1"
         ).fetchall()
         return [r[0] for r in sorted(rows, key=lambda r: (r[1] or "", _from_root(r[2]), r[0]))]
+
+
+def history_row(
+    rollover: Rollover, at: datetime, event: str, detail: dict[str, Any]
+) -> tuple[int | None, str, str, str, str, str]:
+    """The columns of one history entry, as every backend stores them."""
+    return (
+        rollover.id,
+        rollover.service,
+        at.isoformat(),
+        event,
+        rollover.phase.value,
+        json.dumps(detail, sort_keys=True, default=str),
+    )
+
+
+def history_entry(row: Sequence[Any]) -> dict[str, Any]:
+    """One entry as ``history()`` gives it, from (rollover id, at, event, phase, detail)."""
+    return {
+        "rollover": row[0],
+        "at": row[1],
+        "event": row[2],
+        "phase": row[3],
+        "detail": json.loads(row[4]),
+    }
 
 
 def _from_root(owner: str | None) -> tuple[str, ...]:

@@ -75,6 +75,7 @@ SERVER_FIXTURES = {
     "pdns_resolving",
     "knot",
     "knot_env",
+    "postgres",
 }
 
 

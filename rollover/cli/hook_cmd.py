@@ -47,7 +47,6 @@ def hook(
     config: common.ConfigOption = None,
     state_dir: common.StateDirOption = None,
 ) -> None:
-    from datetime import UTC, datetime
 
     from rollover.cli.rollover_cmd import batched_tick, engine_for, report_outcomes
     from rollover.engine.build import SharedEdges
@@ -76,8 +75,8 @@ def hook(
             f"{', '.join(renewal.domains) or renewal.fullchain} (set "
             "services.NAME.acme.lineage or .domain, or a matching host)"
         )
-    now = datetime.now(UTC)
     shared = SharedEdges(cfg, state_dir)
+    now = shared.clock().now()
     started: dict[str, Engine] = {}
     for service in services:
         engine = engine_for(cfg, service.name, state_dir, _say, shared)

@@ -69,7 +69,6 @@ def ensure_next(
     csr: str | None = None,
     place: list[str] | None = None,
 ) -> None:
-    from datetime import UTC, datetime
     from pathlib import Path
 
     from cryptography.hazmat.primitives import serialization
@@ -77,8 +76,8 @@ def ensure_next(
     from rollover.core.material import parse_material
     from rollover.edges.files import read_source, write_atomic
     from rollover.engine.associations import service_associations
+    from rollover.engine.build import SharedEdges
     from rollover.errors import ConfigError
-    from rollover.state.ownership import OwnershipStore
     from rollover.workflows import nextkey
     from rollover.workflows.publishing import publish
 
@@ -95,14 +94,15 @@ def ensure_next(
     data = read_source(path)
     key = serialization.load_pem_private_key(data, password=None)
     material = parse_material(path, data)
-    now = datetime.now(UTC)
+    edges = SharedEdges(cfg, directory)
+    now = edges.clock().now()
     associations, _warnings = service_associations(
         nextkey.selector1_service(service), material, now
     )
     publish(
         service,
         common.make_provider(cfg, service.provider),
-        OwnershipStore(directory),
+        edges.ownership(),
         associations,
         now=now,
         out=_say,

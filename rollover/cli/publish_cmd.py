@@ -90,22 +90,20 @@ def publish_command(
     passphrase_env: common.PassphraseEnvOption = common.DEFAULT_PASSPHRASE_ENV,
     wait_timeout: WaitTimeout = 120.0,
 ) -> None:
-    from datetime import UTC, datetime
-
-    from rollover.state.ownership import OwnershipStore
+    from rollover.engine.build import SharedEdges
     from rollover.workflows.publishing import publish
 
     cfg = common.load_config(config)
     service = cfg.service(service_name)
     associations = _source_associations(service, cert, key, passphrase_file, passphrase_env)
     provider = common.make_provider(cfg, service.provider)
-    store = OwnershipStore(common.state_dir(cfg, state_dir))
+    edges = SharedEdges(cfg, common.state_dir(cfg, state_dir))
     publish(
         service,
         provider,
-        store,
+        edges.ownership(),
         associations,
-        now=datetime.now(UTC),
+        now=edges.clock().now(),
         out=_out,
         dry_run=dry_run,
         wait_timeout=wait_timeout,
@@ -129,10 +127,8 @@ def withdraw_command(
     passphrase_env: common.PassphraseEnvOption = common.DEFAULT_PASSPHRASE_ENV,
     wait_timeout: WaitTimeout = 120.0,
 ) -> None:
-    from datetime import UTC, datetime
-
+    from rollover.engine.build import SharedEdges
     from rollover.errors import InputError
-    from rollover.state.ownership import OwnershipStore
     from rollover.workflows.publishing import associations_by_data, withdraw
 
     cfg = common.load_config(config)
@@ -147,17 +143,15 @@ def withdraw_command(
             raise InputError(f"--data: no record at {service.owner} has that association data")
     else:
         associations = _source_associations(service, cert, key, passphrase_file, passphrase_env)
-    store = OwnershipStore(common.state_dir(cfg, state_dir))
-
+    edges = SharedEdges(cfg, common.state_dir(cfg, state_dir))
     live = common.service_live(cfg, service)
-
     withdraw(
         service,
         provider,
-        store,
+        edges.ownership(),
         associations,
         out=_out,
-        now=datetime.now(UTC),
+        now=edges.clock().now(),
         live=live,
         force=force,
         dry_run=dry_run,

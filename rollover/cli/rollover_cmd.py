@@ -429,7 +429,6 @@ def run(
     """Advance in a loop until done or failed, sleeping exactly until the next guard can hold,
     with a live progress line on a terminal (plain lines otherwise)."""
     from rollover.core.phases import FINAL
-    from rollover.edges.clock import SystemClock
 
     cfg = common.load_config(config)
     tty = sys.stdout.isatty()
@@ -441,7 +440,7 @@ def run(
         _say(line)
 
     engine = engine_for(cfg, service, state_dir, out)
-    clock = SystemClock()
+    clock = engine.clock  # the store's clock, as waiting_until is
     while True:
         result = engine.advance()
         rollover = result.rollover

@@ -14,7 +14,7 @@ Three readings, for three jobs:
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -43,3 +43,20 @@ class SystemClock:
             return _BOOT_ID.read_text(encoding="ascii").strip() or None
         except OSError:
             return None
+
+
+class SharedClock(SystemClock):
+    """This machine's clock set to the shared state store's (PostgreSQL's ``clock_timestamp()``,
+    read once when the store is opened): coordinators on several hosts then agree on when a
+    record was published and when its TTLs ran out, whatever their own clocks say. A host
+    whose clock is an hour ahead would otherwise judge an association aged an hour early and
+    deploy a key no cache may know yet. ``offset``: database clock minus this host's."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+    def monotonic(self) -> float:
+        return time.time() + self.offset

@@ -17,6 +17,7 @@ from rollover.core.presented import LiveChains
 from rollover.engine.machine import Engine
 from rollover.ports import (
     Checkpoint,
+    Clock,
     LiveProbe,
     Observer,
     OwnershipLedger,
@@ -137,6 +138,13 @@ class SharedEdges:
     def store(self) -> StateStore:
         return self.state().store
 
+    def clock(self) -> Clock:
+        """The store's clock where several hosts share it (PostgreSQL), else this host's."""
+        from rollover.edges.clock import SharedClock, SystemClock
+
+        offset = self.state().clock_offset
+        return SystemClock() if offset is None else SharedClock(offset)
+
     def ownership(self) -> OwnershipLedger:
         return self.state().ownership
 
@@ -158,7 +166,6 @@ def build_engine(
 ) -> Engine:
     """The engine of service ``name`` over the real provider, DNS, server, state and clock;
     engines built with one ``shared`` use one store connection and one provider adapter."""
-    from rollover.edges.clock import SystemClock
     from rollover.edges.deploy import FileDeployer
 
     edges = shared or SharedEdges(config, state_dir)
@@ -171,7 +178,7 @@ def build_engine(
         ownership=edges.ownership(),
         observer=observer_for(config, service, provider),
         live=service_live(config, service),
-        clock=SystemClock(),
+        clock=edges.clock(),
         state_dir=edges.state_dir,
         safety_factor=config.safety_factor,
         out=out,
