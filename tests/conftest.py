@@ -79,6 +79,20 @@ SERVER_FIXTURES = {
 }
 
 
+@pytest.fixture(scope="module")
+def postgres():  # type: ignore[no-untyped-def]
+    """A PostgreSQL cluster of the module's own (tests/postgres.py: initdb in a temp dir, on
+    loopback, stopped by PID); fails, never skips, if it cannot start."""
+    from tests.postgres import HarnessError, PostgresCluster
+
+    try:
+        cluster = PostgresCluster.create()
+    except HarnessError as exc:
+        pytest.fail(f"PostgreSQL could not start: {exc}")
+    yield cluster
+    cluster.destroy()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     unmarked = [
         item.nodeid

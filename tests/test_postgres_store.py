@@ -33,7 +33,7 @@ from rollover.state.postgres import (
     read_dsn_file,
 )
 from rollover.state.store import SqliteStateStore
-from tests.postgres import HarnessError, PostgresCluster, quote_value
+from tests.postgres import PostgresCluster, quote_value
 from tests.test_phases import rollover
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -44,17 +44,6 @@ lab = pytest.mark.lab
 
 def association(n: int) -> Association:
     return parse_association(f"3 1 1 {n:064x}")
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    """A PostgreSQL cluster of this module's own (fails, never skips, if it cannot start)."""
-    try:
-        cluster = PostgresCluster.create()
-    except HarnessError as exc:
-        pytest.fail(f"PostgreSQL could not start: {exc}")
-    yield cluster
-    cluster.destroy()
 
 
 class Opened:
