@@ -76,6 +76,7 @@ SERVER_FIXTURES = {
     "knot",
     "knot_env",
     "postgres",
+    "dovecot",
 }
 
 
