@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
@@ -218,6 +218,19 @@ class ProbeConfig:
     timeout: float = 10.0
 
 
+POOL_SHAPES = ("shared-key", "key-per-member")
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    """One server of a pool behind the service's name: the addresses it serves, and where
+    its agent (``rollover agent --member NAME``, on that host) installs the key."""
+
+    name: str
+    connect: tuple[str, ...]
+    deploy: DeployConfig | None = None  # else the service's deploy
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     name: str
@@ -239,6 +252,15 @@ class ServiceConfig:
     trust_anchors: tuple[str, ...] = ()  # pinned issuer certificates for usage 2 records
     tlsa_owner: str | None = None  # the RRset managed when the owner name is a CNAME to it
     staged: tuple[str, str] | None = None  # (chain, key) where the next key is dropped
+    pool: str | None = None  # "shared-key": every member presents the one staged key
+    members: tuple[MemberConfig, ...] = ()
+
+    def member_at(self, address: str) -> MemberConfig | None:
+        """The member serving ``address`` (``ADDR:PORT`` as probed)."""
+        for member in self.members:
+            if address in member.connect:
+                return member
+        return None
 
     @property
     def owner(self) -> str:
@@ -306,6 +328,7 @@ def load_config(
     provider_parsers: Callable[[str], ProviderParser | None],
     *,
     cache: DocumentCache | None = None,
+    provider_settings: bool = True,
 ) -> Config:
     """Read and validate ``path``. ``provider_parsers(type)`` gives an adapter's validator;
     ``cache(text)``, where given, keeps the parsed document of the text."""
@@ -326,7 +349,9 @@ def load_config(
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    return config_from_text(text, path, provider_parsers, cache=cache)
+    return config_from_text(
+        text, path, provider_parsers, cache=cache, provider_settings=provider_settings
+    )
 
 
 def config_from_text(
@@ -335,6 +360,7 @@ def config_from_text(
     provider_parsers: Callable[[str], ProviderParser | None],
     *,
     cache: DocumentCache | None = None,
+    provider_settings: bool = True,
 ) -> Config:
     """Parse YAML text (safe loader: no tags, aliases shared, not copied) and validate it.
     libyaml's safe loader where PyYAML has it (about 6 times faster on a large fleet's
@@ -344,7 +370,12 @@ def config_from_text(
         return yaml_document(text, path)
 
     raw = cache(text, parse) if cache is not None else parse()
-    return parse_config(raw if raw is not None else {}, path, provider_parsers)
+    return parse_config(
+        raw if raw is not None else {},
+        path,
+        provider_parsers,
+        provider_settings=provider_settings,
+    )
 
 
 def yaml_document(text: str, path: str) -> object:
@@ -361,7 +392,11 @@ def yaml_document(text: str, path: str) -> object:
 
 
 def parse_config(
-    raw: object, source: str, provider_parsers: Callable[[str], ProviderParser | None]
+    raw: object,
+    source: str,
+    provider_parsers: Callable[[str], ProviderParser | None],
+    *,
+    provider_settings: bool = True,
 ) -> Config:
     top = Section(raw, "", source)
     warnings: list[str] = []
@@ -380,7 +415,11 @@ def parse_config(
                     "'rollover.providers' "
                     "entry point)",
                 )
-            settings = parser(entry, warnings)
+            if provider_settings:
+                settings = parser(entry, warnings)
+            else:  # an agent's host holds no DNS credentials: the providers are not its own
+                settings = None
+                entry.seen.update(str(key) for key in entry.raw)
             entry.finish()
             providers[str(name)] = ProviderConfig(str(name), kind, settings)
     resolvers = tuple(top.strings("resolvers"))
@@ -489,16 +528,7 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
     _check_servers(entry, "authoritative", authoritative)
     resolvers = tuple(entry.strings("resolvers"))
     _check_servers(entry, "resolvers", resolvers)
-    deploy = None
-    deploy_section = entry.section("deploy")
-    if deploy_section is not None:
-        deploy = DeployConfig(
-            chain=deploy_section.text("chain", required=True),
-            key=deploy_section.text("key", required=True),
-            reload=deploy_section.command("reload"),
-            reload_timeout=deploy_section.number("reload_timeout", 60.0, low=0.1),
-        )
-        deploy_section.finish()
+    deploy = _deploy(entry)
     probe = ProbeConfig()
     probe_section = entry.section("probe")
     if probe_section is not None:
@@ -528,6 +558,12 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
         raise entry.fail("observe_via", "use dns or provider")
     tlsa_owner = _name(entry, "tlsa_owner")
     staged = _staged(entry)
+    pool, members = _pool(entry, deploy)
+    if members:
+        if probe.connect:
+            raise entry.fail("probe.connect", "a pool's addresses are its members' connect lists")
+        # Every address of every member is probed: the cut-over waits for all of them.
+        probe = replace(probe, connect=tuple(a for m in members for a in m.connect))
     entry.finish()
     return ServiceConfig(
         name,
@@ -549,7 +585,65 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
         trust_anchors,
         tlsa_owner,
         staged,
+        pool,
+        members,
     )
+
+
+def _deploy(entry: Section) -> DeployConfig | None:
+    deploy = None
+    deploy_section = entry.section("deploy")
+    if deploy_section is not None:
+        deploy = DeployConfig(
+            chain=deploy_section.text("chain", required=True),
+            key=deploy_section.text("key", required=True),
+            reload=deploy_section.command("reload"),
+            reload_timeout=deploy_section.number("reload_timeout", 60.0, low=0.1),
+        )
+        deploy_section.finish()
+    return deploy
+
+
+def _pool(
+    entry: Section, deploy: DeployConfig | None
+) -> tuple[str | None, tuple[MemberConfig, ...]]:
+    """``pool`` and ``members``: several servers behind one name, each deployed by its agent."""
+    import re
+
+    raw = entry.get("members", list)
+    pool = entry.text("pool")
+    if raw is None:
+        if pool is not None:
+            raise entry.fail("pool", "needs members")
+        return None, ()
+    pool = pool or "shared-key"
+    if pool not in POOL_SHAPES:
+        raise entry.fail("pool", f"{pool!r}: use one of {', '.join(POOL_SHAPES)}")
+    if pool == "key-per-member":
+        raise entry.fail("pool", "key-per-member is not built yet (use shared-key)")
+    if not isinstance(raw, list) or not raw:
+        raise entry.fail("members", "list at least one member")
+    members: list[MemberConfig] = []
+    for i, item in enumerate(raw):
+        member = Section(item, entry.key(f"members[{i}]"), entry.source)
+        name = member.text("name", required=True)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
+            raise member.fail("name", f"{name!r}: letters, digits, '.', '_', '-'")
+        if any(m.name == name for m in members):
+            raise member.fail("name", f"{name!r} is listed twice")
+        connect = tuple(member.strings("connect"))
+        if not connect:
+            raise member.fail("connect", "list the addresses this member serves")
+        _check_servers(member, "connect", connect)
+        for address in connect:
+            if any(address in m.connect for m in members):
+                raise member.fail("connect", f"{address} is another member's too")
+        member_deploy = _deploy(member)
+        if member_deploy is None and deploy is None:
+            raise member.fail("deploy", "give the member a deploy (or the service one)")
+        member.finish()
+        members.append(MemberConfig(name, connect, member_deploy))
+    return pool, tuple(members)
 
 
 def _staged(entry: Section) -> tuple[str, str] | None:

@@ -34,6 +34,7 @@ COMMAND_MODULES = {
     "metrics": "metrics_cmd",
     "next": "next_cmd",
     "state": "state_cmd",
+    "agent": "agent_cmd",
 }
 _ROOT_OPTIONS_WITH_VALUE = ("--log-format",)
 

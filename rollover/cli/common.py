@@ -78,13 +78,19 @@ def warn(line: str) -> None:
         typer.echo(f"rollover: warning: {line}", err=True)
 
 
-def load_config(path_option: str | None) -> "Config":
-    """The validated configuration; its warnings go to stderr."""
+def load_config(path_option: str | None, *, provider_settings: bool = True) -> "Config":
+    """The validated configuration; its warnings go to stderr. ``provider_settings=False``
+    (an agent): the providers' sections are not read (their secrets are not on this host)."""
     from rollover import providers
     from rollover.config import config_path, load_config
     from rollover.edges.configcache import cached_document
 
-    config = load_config(config_path(path_option), providers.settings_parser, cache=cached_document)
+    config = load_config(
+        config_path(path_option),
+        providers.settings_parser,
+        cache=cached_document,
+        provider_settings=provider_settings,
+    )
     for line in config.warnings:
         warn(line)
     return config

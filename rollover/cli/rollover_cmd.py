@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rollover.core.phases import Rollover
     from rollover.engine.build import SharedEdges
     from rollover.engine.machine import AdvanceResult, Engine
+    from rollover.engine.staging import Staged
     from rollover.errors import RolloverError
 
 NEEDS_A_PERSON = 10
@@ -154,7 +155,7 @@ def start(
       rollover start mx1 --cert /srv/staging/mx1-fullchain.pem --key /srv/staging/mx1.key
       rollover start --all
     """
-    from rollover.engine.staging import load_staged, passphrase_source
+    from rollover.engine.staging import passphrase_source
     from rollover.errors import InputError
 
     cfg = common.load_config(config)
@@ -178,7 +179,7 @@ def start(
         raise InputError("give a SERVICE or --all")
     chain_path, key_path = _staged_paths(cfg.service(service), cert, key)
     engine = engine_for(cfg, service, state_dir, _say)
-    staged = load_staged(chain_path, key_path, secret)
+    staged = _load(cfg.service(service), chain_path, key_path, secret)
     if dry_run:
         _say_plan(engine.plan(staged, allow_insecure=allow_insecure, passphrase_source=source))
         _say_ttl(engine)
@@ -189,9 +190,28 @@ def start(
     _report(result.rollover, verbose=True)
 
 
+def _load(service: "ServiceConfig", chain: str, key: str, secret: bytes | None) -> "Staged":
+    """The staged material; for a pool the chain alone (the key stays on each member)."""
+    from rollover.engine.staging import load_staged, load_staged_chain
+
+    if service.members:
+        return load_staged_chain(chain)
+    return load_staged(chain, key, secret)
+
+
 def _staged_paths(service: "ServiceConfig", cert: str | None, key: str | None) -> tuple[str, str]:
     from rollover.errors import InputError
 
+    if service.members:
+        if key is not None:
+            raise InputError(
+                f"{service.name} is a pool: give --cert alone (each member's agent holds its "
+                "key; it never leaves that host)"
+            )
+        chain = cert or (service.staged[0] if service.staged else None)
+        if chain is None:
+            raise InputError(f"give --cert (or configure services.{service.name}.staged)")
+        return chain, ""
     if cert is not None and key is not None:
         return cert, key
     if cert is None and key is None and service.staged is not None:
@@ -240,7 +260,7 @@ def _start_all(
     exit code."""
     from rollover.core.phases import FINAL
     from rollover.engine.build import SharedEdges
-    from rollover.engine.staging import Staged, load_staged
+    from rollover.engine.staging import Staged
     from rollover.errors import RolloverError
     from rollover.workflows.fleet import in_parallel
 
@@ -251,14 +271,14 @@ def _start_all(
     candidates = 0
     for name in sorted(cfg.services):
         service = cfg.services[name]
-        if service.staged is None or not all(map(_exists, service.staged)):
-            continue
+        if service.staged is None or not all(map(_exists, service.staged)) or service.members:
+            continue  # a pool starts by name: rollover start SERVICE --cert CHAIN
         active = store.current(name)
         if active is not None and active.phase not in FINAL:
             continue  # carried on by advance
         candidates += 1
         try:
-            staged = load_staged(*service.staged, secret)
+            staged = _load(service, *service.staged, secret)
             if _deployed_spki(service) != staged.spki_sha256:  # else nothing to roll
                 ready[name] = (engine_for(cfg, name, state_dir, _say, shared), staged)
         except RolloverError as exc:
@@ -502,9 +522,29 @@ def status(
         for line in document["warnings"]:
             if not as_json:
                 common.warn(f"{name}: {line}")
+        pool = cfg.services[name].members if name in cfg.services else ()
+        if pool:
+            from rollover.core.members import member_states
+
+            states = member_states(
+                [m.name for m in pool], store.history(name), rollover.id, rollover.staged_spki
+            )
+            document["members"] = [s.as_json() for s in states]
         documents.append(document)
         if not as_json:
             _report(rollover, verbose=True)
+            for member in document.get("members", []):
+                on = ", ".join(
+                    f"{a} {'new key' if v == rollover.staged_spki else (v or '?')[:16]}"
+                    for a, v in member["presenting"].items()
+                )
+                _say(
+                    f"  member {member['name']}: {member['state']}"
+                    f"{' since ' + member['deployed_at'] if member['deployed_at'] else ''}"
+                    f"{'; ' + on if on else ''}"
+                    f"{'; last seen ' + member['last_seen'] if member['last_seen'] else ''}"
+                    f"{'; ' + member['fault'] if member['fault'] else ''}"
+                )
     if as_json:
         if service:
             sys.stdout.write(json.dumps(documents[0], indent=2, default=str) + "\n")

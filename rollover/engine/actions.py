@@ -136,6 +136,8 @@ class Actions(FactFinding):
     def _deploy(self, r: Rollover) -> None:
         deployer = self._deployer()
         staged = self.staged(r)
+        if self.service.members:
+            self._require_members_staged(r)
         self._check_deploy_window(r, staged)
         if not deployer.matches(staged.chain, staged.key):
             self._backup(r, deployer)
@@ -153,6 +155,27 @@ class Actions(FactFinding):
             "deploy",
             {"chain": deployer.describe(), "spki_sha256": r.staged_spki},
         )
+
+    def _require_members_staged(self, r: Rollover) -> None:
+        """A pool's gate opens only once every member's agent said the key staged on its
+        host is the rollover's: a member without it could never present the new key, and
+        the cut-over would wait for it in vain."""
+        from rollover.core.members import member_states, not_staged
+
+        states = member_states(
+            [m.name for m in self.service.members],
+            self.store.history(self.service.name),
+            r.id,
+            r.staged_spki,
+        )
+        missing = not_staged(states)
+        if missing:
+            faults = [f"{s.name}: {s.fault}" for s in states if s.fault]
+            raise PreconditionError(
+                f"not deploying: member(s) {', '.join(missing)} have not staged the new key "
+                f"(SPKI SHA-256 {r.staged_spki[:16]}; run rollover agent --member NAME on "
+                f"each){': ' + '; '.join(faults) if faults else ''}"
+            )
 
     def _check_deploy_window(self, r: Rollover, staged: Staged) -> None:
         """The rule, checked on the world before the deploy: the RRset the provider holds now

@@ -23,7 +23,7 @@ from rollover.core.phases import (
     Rollover,
 )
 from rollover.core.promise import Context
-from rollover.engine.staging import Staged, load_staged, read_passphrase
+from rollover.engine.staging import Staged, load_staged, load_staged_chain, read_passphrase
 from rollover.errors import PreconditionError, RolloverError
 from rollover.ports import (
     Checkpoint,
@@ -145,7 +145,10 @@ class EngineBase:
     def staged(self, r: Rollover) -> Staged:
         """The staged chain and key as recorded at start (an encrypted key's passphrase read
         again from the source recorded then)."""
-        staged = load_staged(r.staged_chain, r.staged_key, read_passphrase(r.passphrase_source))
+        if self.service.members and not r.staged_key:
+            staged = load_staged_chain(r.staged_chain)  # a pool: the keys stay on the members
+        else:
+            staged = load_staged(r.staged_chain, r.staged_key, read_passphrase(r.passphrase_source))
         if staged.spki_sha256 != r.staged_spki:
             raise PreconditionError(
                 f"{r.staged_key}: the staged key changed since the rollover "

@@ -18,6 +18,7 @@ from rollover.engine.machine import Engine
 from rollover.ports import (
     Checkpoint,
     Clock,
+    Deployer,
     LiveProbe,
     Observer,
     OwnershipLedger,
@@ -154,6 +155,16 @@ class SharedEdges:
         return self._providers[name]
 
 
+def _deployer(service: ServiceConfig) -> Deployer | None:
+    """The file deploy of a service, or a pool's gate (its members' agents deploy)."""
+    from rollover.edges.deploy import FileDeployer
+    from rollover.edges.pool import PoolGate
+
+    if service.members:
+        return PoolGate(service)
+    return None if service.deploy is None else FileDeployer(service.deploy)
+
+
 def build_engine(
     config: Config,
     name: str,
@@ -166,7 +177,6 @@ def build_engine(
 ) -> Engine:
     """The engine of service ``name`` over the real provider, DNS, server, state and clock;
     engines built with one ``shared`` use one store connection and one provider adapter."""
-    from rollover.edges.deploy import FileDeployer
 
     edges = shared or SharedEdges(config, state_dir)
     service = config.service(name)
@@ -183,7 +193,7 @@ def build_engine(
         safety_factor=config.safety_factor,
         out=out,
         on_event=on_event,
-        deployer=None if service.deploy is None else FileDeployer(service.deploy),
+        deployer=_deployer(service),
         checkpoint=checkpoint,
         shared=shared_live(config, service, edges.by_owner()),
         lease_seconds=config.state.lease_seconds,

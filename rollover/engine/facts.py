@@ -228,7 +228,7 @@ class FactFinding(Leases):
             # The new key itself on every address (a shared issuer's 2 0 1 in ``new`` also
             # matches the old chain: matching alone would declare the cut-over too early).
             behind = [
-                f"{where} presents {key_line(chain)}"
+                f"{self._where(where)} presents {key_line(chain)}"
                 for where, chain in seen
                 if not is_staged(r, chain[0]) or not self._authenticated(r.new, chain, now)
             ]
@@ -240,6 +240,11 @@ class FactFinding(Leases):
                 )
             return Facts(live_new=ok, cutover_detail=detail)
         return Facts()
+
+    def _where(self, address: str) -> str:
+        """An address as a person looks for it: with its pool member's name, where it has one."""
+        member = self.service.member_at(address)
+        return address if member is None else f"member {member.name} ({address})"
 
     def _served(self, r: Rollover, observation: Observation, *, final: bool) -> Facts:
         """Every authoritative server and every resolver serves what this phase needs; a

@@ -133,23 +133,26 @@ class Recovery(Actions):
                     f"too late to roll back ({r.phase}): the old associations "
                     "are being or have been retired"
                 )
-            directory = self._backup_dir(r)
-            try:
-                chain = (directory / "chain.pem").read_bytes()
-                key = (directory / "key.pem").read_bytes()
-            except OSError:
-                raise PreconditionError(
-                    f"no backup of the previous deployment in {directory}"
-                ) from None
-            self._require_old_published(r, chain)
-            ended = self._end(
-                replace(r, rolled_back=True), Phase.ABORTED, "rolling back to the previous key"
-            )
-            deployer = self._deployer()
-            self._durable()
-            deployer.install(chain, key)
-            deployer.reload()
-            self.store.append(ended, self.clock.now(), "deploy", {"rolled_back": True})
+            if self.service.members:
+                ended = self._pool_rollback(r)
+            else:
+                directory = self._backup_dir(r)
+                try:
+                    chain = (directory / "chain.pem").read_bytes()
+                    key = (directory / "key.pem").read_bytes()
+                except OSError:
+                    raise PreconditionError(
+                        f"no backup of the previous deployment in {directory}"
+                    ) from None
+                self._require_old_published(r, chain)
+                ended = self._end(
+                    replace(r, rolled_back=True), Phase.ABORTED, "rolling back to the previous key"
+                )
+                deployer = self._deployer()
+                self._durable()
+                deployer.install(chain, key)
+                deployer.reload()
+                self.store.append(ended, self.clock.now(), "deploy", {"rolled_back": True})
             presenting = self._presenting_new(ended)
             if presenting:
                 message = (
@@ -197,6 +200,22 @@ class Recovery(Actions):
             self._record_error(r, f"withdrawing the new associations failed: {exc}")
             raise
         self.after_change(r, change, receipt)
+
+    def _pool_rollback(self, r: Rollover) -> Rollover:
+        """A pool's rollback: ended as rolled back, which each member's agent reads and
+        answers by putting its own backup back. The old associations must still be published
+        (every member may present the old key again at once); the new ones stay until no
+        address presents the new key (the lines after say so while any still does)."""
+        current = self.provider.read(r.owner).records
+        if not r.old <= current:
+            raise PreconditionError(
+                "too late to roll back: the old associations are no longer all published"
+            )
+        return self._end(
+            replace(r, rolled_back=True),
+            Phase.ABORTED,
+            "rolling back: each member's agent puts its previous chain and key back",
+        )
 
     def _end(self, r: Rollover, phase: Phase, message: str) -> Rollover:
         now = self.clock.now()

@@ -142,3 +142,18 @@ def presented_order(staged: Staged) -> tuple[x509.Certificate, ...]:
     ordered = [certificates[i] for i in chain.path]
     ordered += [c for c in certificates if c not in ordered]
     return tuple(ordered)
+
+
+def load_staged_chain(chain_path: str) -> Staged:
+    """A pool's staged chain alone: the coordinator never holds a member's key (each agent
+    checks the key on its own host against the chain's SPKI before it deploys)."""
+    from rollover.core.chain import build_chain
+
+    chain_bytes = read_source(chain_path)
+    material = parse_material(chain_path, chain_bytes)
+    if not material.certificates:
+        raise InputError(f"{chain_path}: holds no certificate")
+    leaf = build_chain(chain_path, material.certificates).leaf
+    return Staged(
+        chain_path, "", chain_bytes, b"", material, hashlib.sha256(spki_der(leaf)).hexdigest()
+    )
