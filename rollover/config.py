@@ -11,11 +11,14 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from rollover.core.association import normalize_host, owner_name
 from rollover.core.params import TlsaParams, parse_params
 from rollover.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from rollover.tlsrpt.imap import ImapSettings
 
 DEFAULT_CONFIG = "/etc/rollover/rollover.yaml"
 DEFAULT_STATE_DIR = "/var/lib/rollover"
@@ -304,6 +307,7 @@ class Config:
     concurrency: int = DEFAULT_CONCURRENCY  # services a tick advances at once
     tick_seconds: float = DEFAULT_TICK_SECONDS  # a tick begins no service after this; 0: no limit
     state: StateConfig = field(default_factory=StateConfig)
+    imap: ImapSettings | None = None  # where `rollover tlsrpt ingest --imap` reads reports
 
     def service(self, name: str) -> ServiceConfig:
         if name not in self.services:
@@ -430,6 +434,7 @@ def parse_config(
     concurrency = top.integer("concurrency", DEFAULT_CONCURRENCY, low=1, high=MAX_CONCURRENCY)
     tick_seconds = top.number("tick_seconds", DEFAULT_TICK_SECONDS, low=0.0)
     state = _state(top, warnings)
+    imap = _imap(top, warnings)
     services: dict[str, ServiceConfig] = {}
     service_section = top.section("services")
     if service_section is not None:
@@ -449,9 +454,20 @@ def parse_config(
         concurrency,
         tick_seconds,
         state,
+        imap,
     )
     _check_lease(config)
     return config
+
+
+def _imap(top: Section, warnings: list[str]) -> ImapSettings | None:
+    """``imap:``: the mailbox TLS-RPT reports arrive in (``rollover tlsrpt ingest --imap``)."""
+    section = top.section("imap")
+    if section is None:
+        return None
+    from rollover.tlsrpt.settings import parse_imap  # it imports this module: not at the top
+
+    return parse_imap(section, warnings)
 
 
 def _state(top: Section, warnings: list[str]) -> StateConfig:

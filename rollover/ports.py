@@ -24,13 +24,14 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from rollover.core.association import Association
 from rollover.core.observation import Observation
 from rollover.core.phases import Rollover
 from rollover.core.plan import Change, TlsaRRset
 from rollover.core.presented import LiveChains
+from rollover.tlsrpt.report import Report
 
 Boot = tuple[str | None, float | None]  # (boot id, this boot's clock) at a reading
 
@@ -230,6 +231,34 @@ class OwnershipRows(Protocol):
         back if it raises; a concurrent edit of the same owner waits for it (no lost
         update)."""
         ...
+
+
+Added = Literal["new", "duplicate", "conflict"]  # what storing a TLS-RPT report did
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    report: Report
+    ingested_at: datetime
+
+
+class ReportStore(Protocol):
+    """Where ingested RFC 8460 reports are kept, de-duplicated by ``report-id``."""
+
+    def add(self, report: Report, ingested_at: datetime) -> Added:
+        """Store ``report`` unless its id is stored: ``"new"``, ``"duplicate"`` (the same
+        content) or ``"conflict"`` (other content under the id: the first is kept)."""
+        ...
+
+    def reports(self, since: datetime | None = None) -> list[StoredReport]:
+        """The reports whose date range ends after ``since`` (all when None), by start."""
+        ...
+
+    def newest_end(self) -> datetime | None:
+        """The latest ``end-datetime`` of a stored report (None: no report)."""
+        ...
+
+    def count(self) -> int: ...
 
 
 class Clock(Protocol):

@@ -4,7 +4,10 @@ Each migration is applied in one transaction with its number recorded in
 ``rollover_schema_version`` in the same transaction, under a transaction-scoped advisory lock
 (https://www.postgresql.org/docs/15/explicit-locking.html#ADVISORY-LOCKS), so two
 ``rollover state migrate`` runs at once apply each migration once, and one interrupted
-leaves the schema at the previous number, never between two. Migrations are append-only:
+leaves the schema at the previous number, never between two. A run also holds the same lock
+at session level from its first migration to its last, so runs at once take turns whole: the
+first applies every pending migration, the others find them applied (a session lock ends with
+its connection, should the run die). Migrations are append-only:
 a released one is never edited, a change is a new number.
 
 The tables live in the first schema of the connection's ``search_path`` (a dedicated
@@ -13,6 +16,7 @@ database, or ``options=-csearch_path=rollover`` in the DSN).
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from rollover.errors import StateError
@@ -70,7 +74,23 @@ _V1 = (
         FOR EACH STATEMENT EXECUTE FUNCTION rollover_history_append_only()""",
 )
 
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1),)
+# TLS-RPT reports (RFC 8460) of `rollover tlsrpt ingest` (rollover.state.tlsrpt_store): one row
+# per report-id; report: the normalized report's JSON text (text, as rollovers.data is).
+_V2 = (
+    """CREATE TABLE rollover_tlsrpt_reports (
+        report_id text PRIMARY KEY,
+        digest text NOT NULL,
+        organization text NOT NULL,
+        start_at timestamptz NOT NULL,
+        end_at timestamptz NOT NULL,
+        ingested_at timestamptz NOT NULL,
+        report text NOT NULL,
+        CHECK (end_at >= start_at)
+    )""",
+    "CREATE INDEX rollover_tlsrpt_reports_by_end ON rollover_tlsrpt_reports (end_at)",
+)
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2))
 LATEST = MIGRATIONS[-1][0]
 
 
@@ -104,7 +124,19 @@ def require_current(version: int | None, source: str) -> None:
 
 
 def apply(connection: psycopg.Connection[TupleRow], source: str) -> tuple[int, int]:
-    """Apply the pending migrations, each in its own transaction: (from, to)."""
+    """Apply the pending migrations, each in its own transaction: (from, to). ``connection``
+    is in autocommit mode (outside the migrations' transactions)."""
+    import psycopg
+
+    connection.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        return _apply(connection, source)
+    finally:
+        with suppress(psycopg.Error):  # a broken connection has dropped the lock already
+            connection.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def _apply(connection: psycopg.Connection[TupleRow], source: str) -> tuple[int, int]:
     start: int | None = None
     while True:
         with connection.transaction(), connection.cursor() as cursor:

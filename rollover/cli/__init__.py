@@ -35,6 +35,7 @@ COMMAND_MODULES = {
     "next": "next_cmd",
     "state": "state_cmd",
     "agent": "agent_cmd",
+    "tlsrpt": "tlsrpt_cmd",
 }
 _ROOT_OPTIONS_WITH_VALUE = ("--log-format",)
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from rollover.config import Config, ServiceConfig
+    from rollover.state.backends import StateBackend
 
 
 def register(app: typer.Typer) -> None:
@@ -52,9 +53,10 @@ def metrics(
     verdicts: dict[str, tuple[int | None, int | None]] = dict.fromkeys(names, (None, None))
     if verify:
         verdicts.update(_verdicts(cfg, names, now, concurrency or cfg.concurrency))
-    store = open_state(cfg, common.state_dir(cfg, state_dir)).store  # opened after any fork
+    backend = open_state(cfg, common.state_dir(cfg, state_dir))  # opened after any fork
+    store = backend.store
     entries = [ServiceMetrics(name, store.current(name), *verdicts[name]) for name in names]
-    text = render_metrics(entries, now)
+    text = render_metrics(entries, now) + _tlsrpt_metrics(backend, now)
     if output is None:
         sys.stdout.write(text)
     else:
@@ -117,3 +119,15 @@ def _verify(cfg: "Config", service: "ServiceConfig", now: "datetime") -> tuple[i
     reports = check_pinning(service, reports)
     days = [c.days_left for r in reports for c in r.chains if c.days_left is not None]
     return worst([r.exit for r in reports] or [3]), min(days) if days else None
+
+
+def _tlsrpt_metrics(backend: "StateBackend", now: "datetime") -> str:
+    """What senders reported (RFC 8460) in the last report window, and its age."""
+    from rollover.render.tlsrpt_metrics import WINDOW, render_tlsrpt_metrics
+    from rollover.state.tlsrpt_store import report_store
+
+    reports = report_store(backend)
+    newest = reports.newest_end()
+    window = [] if newest is None else [s.report for s in reports.reports(since=newest - WINDOW)]
+    lines = render_tlsrpt_metrics(window, now)
+    return "\n".join(lines) + "\n" if lines else ""
