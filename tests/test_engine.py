@@ -36,7 +36,7 @@ import shutil
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1183,3 +1183,41 @@ def test_a_fresh_process_resumes_from_every_checkpoint(
     broken = sum(e["event"] == "lease-broken" for e in world.store.events)
     assert broken == (0 if host else 1)
     assert_safe(world)
+
+
+@pytest.mark.parametrize(
+    ("left", "allowed", "refused"),
+    [
+        (timedelta(days=10), False, False),  # a signer that re-signs: days of validity left
+        (timedelta(minutes=30), False, True),  # less than the rollover's planned length
+        (timedelta(minutes=30), True, False),  # --allow-expiring-signatures
+        (timedelta(seconds=-60), False, True),  # already expired
+    ],
+)
+def test_start_refuses_a_rollover_that_outlasts_the_signatures(
+    make: Callable[..., World], left: timedelta, allowed: bool, refused: bool
+) -> None:
+    world = make(OWN)
+    world.signatures_expire = world.clock.now() + left
+    engine = world.engine()
+    if refused:
+        with pytest.raises(PreconditionError, match="not being re-signed in time"):
+            engine.start(world.stage(1), allow_expiring=allowed)
+        assert world.store.current("mx1") is None  # nothing written
+        assert len(world.versions) == 1  # nothing published
+    else:
+        rollover = engine.start(world.stage(1), allow_expiring=allowed)
+        assert rollover.phase == Phase.PUBLISHING
+
+
+def test_planned_length_and_the_signature_rule() -> None:
+    from rollover.core.phases import planned_seconds, signatures_run_out
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert planned_seconds(300, 300, 2.0) == 2 * 600 + 3600
+    assert signatures_run_out([], now, 4800) is None  # nothing signed to tell
+    assert signatures_run_out([now + timedelta(hours=2)], now, 4800) is None
+    why = signatures_run_out([now + timedelta(hours=9), now + timedelta(minutes=30)], now, 4800)
+    assert why is not None
+    assert "0.5 h left" in why
+    assert "2026-12-01T00:30:00Z" in why

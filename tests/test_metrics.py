@@ -50,7 +50,9 @@ def test_held(rollover: Rollover, held: str) -> None:
 
 def test_wait_and_age() -> None:
     waiting = replace(BASE, waiting_until=NOW + timedelta(seconds=90))
-    text = render_metrics([ServiceMetrics("mx1", waiting, verify_exit=2, expiry_days=30)], NOW)
+    entry = ServiceMetrics("mx1", waiting, verify_exit=2, expiry_days=30, signatures_seconds=864e3)
+    text = render_metrics([entry], NOW)
+    assert gauge(text, "rollover_signatures_seconds_left") == "864000"
     assert gauge(text, "rollover_seconds_until_next_step") == "90"
     assert gauge(text, "rollover_seconds_since_last_step") == "60"
     assert gauge(text, "rollover_verify_status") == "2"
@@ -61,4 +63,5 @@ def test_wait_and_age() -> None:
 def test_no_rollover_and_odd_names() -> None:
     text = render_metrics([ServiceMetrics('m"x\\1', None)], NOW)
     assert gauge(text, "rollover_held") is None  # no rollover: nothing to hold
+    assert gauge(text, "rollover_signatures_seconds_left") is None  # nothing known
     assert 'service="m\\"x\\\\1"' in text

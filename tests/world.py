@@ -431,6 +431,7 @@ class FakeObserver:
                 records=version.records,
                 signed=True,
                 rrsig_original_ttl=ttl,
+                rrsig_expiration=self.world.signatures_expire if exists else None,
                 negative_ttl=None if exists else self.world.negative_ttl,
             )
             for server in self.servers
@@ -770,6 +771,7 @@ class World:
         self.real = 0.0
         self._sequence = 0
         self.negative_ttl = config.negative_ttl
+        self.signatures_expire: datetime | None = None  # the TLSA RRSIGs' expiration served
         self.safety_factor = config.safety_factor
         self.clock = FakeClock(BASE, self._time_passes)
         self.configured = tuple(parse_params(p) for p in config.configured)

@@ -1,6 +1,7 @@
 """``rollover metrics``: Prometheus text-format metrics for the textfile collector."""
 
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -8,9 +9,8 @@ import typer
 from rollover.cli import common
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from rollover.config import Config, ServiceConfig
+    from rollover.core.observation import Observation
     from rollover.state.backends import StateBackend
 
 
@@ -50,7 +50,7 @@ def metrics(
     cfg = common.load_config(config)
     now = datetime.now(UTC)
     names = sorted(cfg.services)
-    verdicts: dict[str, tuple[int | None, int | None]] = dict.fromkeys(names, (None, None))
+    verdicts: dict[str, Verdict] = dict.fromkeys(names, (None, None, None))
     if verify:
         verdicts.update(_verdicts(cfg, names, now, concurrency or cfg.concurrency))
     backend = open_state(cfg, common.state_dir(cfg, state_dir))  # opened after any fork
@@ -66,9 +66,13 @@ def metrics(
 SERVICES_PER_PROCESS = 250  # below this many services a process of its own costs more than it saves
 
 
+# verify status, days until the served certificate expires, seconds until the signatures do
+Verdict = tuple[int | None, int | None, float | None]
+
+
 def _verdicts(
     cfg: "Config", names: list[str], now: "datetime", concurrency: int
-) -> dict[str, tuple[int | None, int | None]]:
+) -> dict[str, Verdict]:
     """Each service verified, several at once on threads (the probes wait on the network)
     and, for a large fleet, in one process per core: parsing the DNS answers and checking the
     chains is Python's work, which threads cannot spread."""
@@ -76,8 +80,8 @@ def _verdicts(
 
     from rollover.workflows.fleet import in_parallel, in_processes
 
-    def judge_all(chunk: list[str]) -> dict[str, tuple[int | None, int | None]]:
-        found: dict[str, tuple[int | None, int | None]] = {}
+    def judge_all(chunk: list[str]) -> dict[str, Verdict]:
+        found: dict[str, Verdict] = {}
 
         def judge(name: str) -> None:
             found[name] = _verify(cfg, cfg.services[name], now)
@@ -89,7 +93,7 @@ def _verdicts(
     return in_processes(names, judge_all, processes)
 
 
-def _verify(cfg: "Config", service: "ServiceConfig", now: "datetime") -> tuple[int, int | None]:
+def _verify(cfg: "Config", service: "ServiceConfig", now: "datetime") -> Verdict:
     from rollover.core.verdicts import worst
     from rollover.edges.observer import DnsObserver
     from rollover.edges.probe import TlsProbe, default_starttls
@@ -118,7 +122,40 @@ def _verify(cfg: "Config", service: "ServiceConfig", now: "datetime") -> tuple[i
     )
     reports = check_pinning(service, reports)
     days = [c.days_left for r in reports for c in r.chains if c.days_left is not None]
-    return worst([r.exit for r in reports] or [3]), min(days) if days else None
+    return (
+        worst([r.exit for r in reports] or [3]),
+        min(days) if days else None,
+        _signatures_left(verifier.observed, resolvers, now),
+    )
+
+
+_DNSKEY_EXPIRY: dict[str, datetime | None] = {}  # zone -> earliest DNSKEY RRSIG expiration
+
+
+def _signatures_left(
+    observation: "Observation | None", resolvers: list[str], now: "datetime"
+) -> float | None:
+    """Seconds until the earliest of the TLSA RRset's signatures (as its authoritative
+    servers serve them) and its zone's DNSKEY RRset's (asked once per zone and process)
+    expires; None when there is nothing signed to tell."""
+    if observation is None or observation.zone is None:
+        return None
+    expirations = [
+        a.rrsig_expiration for a in observation.authoritative if a.rrsig_expiration is not None
+    ]
+    if resolvers:
+        zone = observation.zone
+        if zone not in _DNSKEY_EXPIRY:
+            from rollover.edges.posture_dns import signed_rrset
+
+            view, _, _ = signed_rrset(resolvers[0], zone, "DNSKEY", 2.0)
+            _DNSKEY_EXPIRY[zone] = min((r.expiration for r in view.signatures), default=None)
+        dnskey = _DNSKEY_EXPIRY[zone]
+        if dnskey is not None:
+            expirations.append(dnskey)
+    if not expirations:
+        return None
+    return (min(expirations) - now).total_seconds()
 
 
 def _tlsrpt_metrics(backend: "StateBackend", now: "datetime") -> str:

@@ -133,6 +133,13 @@ def start(
         bool,
         typer.Option("--allow-insecure", help="Roll over even if the zone is not DNSSEC-secure."),
     ] = False,
+    allow_expiring: Annotated[
+        bool,
+        typer.Option(
+            "--allow-expiring-signatures",
+            help="Start even if the TLSA RRset's signatures expire before the planned end.",
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
     concurrency: common.ConcurrencyOption = None,
     config: common.ConfigOption = None,
@@ -171,6 +178,7 @@ def start(
                 secret,
                 source,
                 allow_insecure=allow_insecure,
+                allow_expiring=allow_expiring,
                 dry_run=dry_run,
                 concurrency=concurrency or cfg.concurrency,
             )
@@ -181,10 +189,22 @@ def start(
     engine = engine_for(cfg, service, state_dir, _say)
     staged = _load(cfg.service(service), chain_path, key_path, secret)
     if dry_run:
-        _say_plan(engine.plan(staged, allow_insecure=allow_insecure, passphrase_source=source))
+        _say_plan(
+            engine.plan(
+                staged,
+                allow_insecure=allow_insecure,
+                passphrase_source=source,
+                allow_expiring=allow_expiring,
+            )
+        )
         _say_ttl(engine)
         return
-    rollover = engine.start(staged, allow_insecure=allow_insecure, passphrase_source=source)
+    rollover = engine.start(
+        staged,
+        allow_insecure=allow_insecure,
+        passphrase_source=source,
+        allow_expiring=allow_expiring,
+    )
     _say(f"{service}: rollover {rollover.id} started")
     result = engine.advance()
     _report(result.rollover, verbose=True)
@@ -252,6 +272,7 @@ def _start_all(
     source: str | None,
     *,
     allow_insecure: bool,
+    allow_expiring: bool = False,
     dry_run: bool,
     concurrency: int,
 ) -> int:
@@ -291,10 +312,18 @@ def _start_all(
         try:
             if dry_run:
                 plans[name] = engine.plan(
-                    staged, allow_insecure=allow_insecure, passphrase_source=source
+                    staged,
+                    allow_insecure=allow_insecure,
+                    passphrase_source=source,
+                    allow_expiring=allow_expiring,
                 )
                 return
-            rollover = engine.start(staged, allow_insecure=allow_insecure, passphrase_source=source)
+            rollover = engine.start(
+                staged,
+                allow_insecure=allow_insecure,
+                passphrase_source=source,
+                allow_expiring=allow_expiring,
+            )
         except RolloverError as exc:
             errors[name] = exc
             return

@@ -142,6 +142,34 @@ def wait_seconds(horizon_before: int, horizon_after: int, safety_factor: float) 
     return max(1.0, safety_factor) * max(horizon_before, horizon_after, 0)
 
 
+def planned_seconds(horizon_before: int, ttl: int, safety_factor: float) -> float:
+    """How long a rollover is planned to take, at most, for the signature check at start:
+    propagation and the cut-over (each bounded by an hour here), and twice the ageing wait."""
+    return 2 * wait_seconds(horizon_before, ttl, safety_factor) + 3600.0
+
+
+def signatures_run_out(expirations: list[datetime], now: datetime, planned: float) -> str | None:
+    """Why the rollover would outlast the TLSA RRset's current signatures, or None.
+
+    A zone whose signer keeps re-signing never gets here: signers refresh a signature well
+    before it expires (BIND re-signs when a quarter of ``sig-validity-interval`` is left,
+    days ahead; Knot and PowerDNS likewise), far more than a rollover of a few TTLs lasts.
+    So a signature with less validity left than the rollover's planned length is one nothing
+    is refreshing: every DANE sender's validation of the RRset, old and new associations
+    alike, fails when it runs out, in the middle of the rollover."""
+    if not expirations:
+        return None
+    earliest = min(expirations)
+    left = (earliest - now).total_seconds()
+    if left >= planned:
+        return None
+    return (
+        f"the TLSA RRset's signatures expire at {earliest:%Y-%m-%dT%H:%M:%SZ} "
+        f"({max(0.0, left) / 3600:.1f} h left), before this rollover's planned end "
+        f"({planned / 3600:.1f} h): the zone is not being re-signed in time"
+    )
+
+
 CUTOVER_TIMEOUT = timedelta(minutes=5)
 RETRY = timedelta(seconds=1)
 

@@ -18,6 +18,8 @@ from rollover.core.phases import (
     Phase,
     Rollover,
     decide,
+    planned_seconds,
+    signatures_run_out,
 )
 from rollover.core.promise import plan_rollover
 from rollover.engine.associations import service_associations
@@ -45,7 +47,12 @@ class Engine(Recovery):
     store), the sections below it holding the facts, actions, leases and recovery."""
 
     def plan(
-        self, staged: Staged, *, allow_insecure: bool, passphrase_source: str | None = None
+        self,
+        staged: Staged,
+        *,
+        allow_insecure: bool,
+        passphrase_source: str | None = None,
+        allow_expiring: bool = False,
     ) -> Rollover:
         """Compute the rollover and check that it keeps every sender working; nothing is
         changed. A plan that cannot keep the rule is refused with the reason."""
@@ -57,6 +64,17 @@ class Engine(Recovery):
         observation = self.observer.observe(service.owner)
         self._require_secure(observation, allow_insecure)
         self._require_signing(service.owner, allow_insecure)
+        expiring = signatures_run_out(
+            [a.rrsig_expiration for a in observation.authoritative if a.rrsig_expiration],
+            now,
+            planned_seconds(
+                observation.cache_horizon, self.published_ttl(service.owner), self.safety_factor
+            ),
+        )
+        if expiring is not None and not (allow_expiring or allow_insecure):
+            raise PreconditionError(
+                f"{expiring}; fix the signing first (or --allow-expiring-signatures)"
+            )
         current = self.provider.read(service.owner)
         last = self.ownership.last_rrset(service.owner)
         previous = None if last is None else last[0]
@@ -134,9 +152,13 @@ class Engine(Recovery):
         *,
         allow_insecure: bool = False,
         passphrase_source: str | None = None,
+        allow_expiring: bool = False,
     ) -> Rollover:
         planned = self.plan(
-            staged, allow_insecure=allow_insecure, passphrase_source=passphrase_source
+            staged,
+            allow_insecure=allow_insecure,
+            passphrase_source=passphrase_source,
+            allow_expiring=allow_expiring,
         )
         rollover = self.store.create(planned)
         self.store.append(

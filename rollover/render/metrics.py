@@ -15,6 +15,7 @@ class ServiceMetrics:
     rollover: Rollover | None
     verify_exit: int | None = None
     expiry_days: int | None = None
+    signatures_seconds: float | None = None  # until the earliest TLSA or DNSKEY RRSIG expires
 
 
 def _label(value: str) -> str:
@@ -70,6 +71,18 @@ def render_metrics(entries: Sequence[ServiceMetrics], now: datetime) -> str:
     for e in entries:
         if e.verify_exit is not None:
             lines.append(f'rollover_verify_status{{service="{_label(e.service)}"}} {e.verify_exit}')
+    lines += [
+        "# HELP rollover_signatures_seconds_left Seconds until the earliest DNSSEC signature "
+        "of the service's TLSA RRset or its zone's DNSKEY RRset expires (DANE lasts only as "
+        "long as they do).",
+        "# TYPE rollover_signatures_seconds_left gauge",
+    ]
+    for e in entries:
+        if e.signatures_seconds is not None:
+            lines.append(
+                f'rollover_signatures_seconds_left{{service="{_label(e.service)}"}} '
+                f"{e.signatures_seconds:.0f}"
+            )
     lines += [
         "# HELP rollover_certificate_expiry_days Days until the served certificate expires.",
         "# TYPE rollover_certificate_expiry_days gauge",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import dns.exception
@@ -81,6 +81,8 @@ class Verifier:
     probe: TlsProbe
     resolvers: Sequence[str]
     timeout: float = 5.0
+    # The TLSA observation the last verify_host judged by (its signatures: `metrics`).
+    observed: Observation | None = field(default=None, init=False, repr=False)
 
     def verify_host(
         self,
@@ -94,6 +96,7 @@ class Verifier:
         warn_days: int,
     ) -> list[AddressReport]:
         observation, base, insecure_alias = self._tlsa_base(host, port)
+        self.observed = observation
         # The TLSA base domain is the name the leaf must carry (DANE-TA); an alias's own name
         # counts only where its records were used (Postfix does the same).
         others = {base, host.rstrip(".").lower()}

@@ -55,6 +55,15 @@ def test_metrics_and_on_event_after_a_rollover(lab: Lab, tmp_path: Path) -> None
         ]
         assert days
         assert 80 <= int(days[0].split()[-1]) <= 90
+        # The lab signs for 14 days (BIND's default sig-validity-interval is longer; the lab
+        # sets it): the earliest TLSA or DNSKEY signature expires within that.
+        left = [
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith(f'rollover_signatures_seconds_left{{service="{env.name}"}}')
+        ]
+        assert left, text
+        assert 3600 < left[0] <= 15 * 86400, left
         assert events.read_text().split()[:3] == [env.name, "done", "done"]
         status = json.loads(env.rollover("status", env.name, "--json").stdout)
         assert status["phase"] == "done"
