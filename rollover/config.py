@@ -440,7 +440,14 @@ def parse_config(
     if service_section is not None:
         for name in service_section.raw:
             entry = service_section.required_section(str(name))
-            services[str(name)] = _service(str(name), entry, providers)
+            service = _service(str(name), entry, providers)
+            for one in _per_member(service):
+                if one.name in services:
+                    raise service_section.fail(
+                        one.name,
+                        "named twice (a key-per-member pool's members are SERVICE@MEMBER)",
+                    )
+                services[one.name] = one
     top.finish()
     config = Config(
         source,
@@ -620,6 +627,25 @@ def _deploy(entry: Section) -> DeployConfig | None:
     return deploy
 
 
+def _per_member(service: ServiceConfig) -> list[ServiceConfig]:
+    """A ``key-per-member`` pool is one service per member, ``SERVICE@MEMBER``: each member's
+    key has its own association in the one RRset at the pool's owner name, and each member's
+    renewal is a rollover of its own association, at its own addresses, deployed by its
+    agent. The others' associations are theirs (the RRset is shared, as with ``tlsa_owner``),
+    and kept matching what they present all through."""
+    if service.pool != "key-per-member":
+        return [service]
+    return [
+        replace(
+            service,
+            name=f"{service.name}@{member.name}",
+            members=(member,),
+            probe=replace(service.probe, connect=member.connect),
+        )
+        for member in service.members
+    ]
+
+
 def _pool(
     entry: Section, deploy: DeployConfig | None
 ) -> tuple[str | None, tuple[MemberConfig, ...]]:
@@ -635,8 +661,6 @@ def _pool(
     pool = pool or "shared-key"
     if pool not in POOL_SHAPES:
         raise entry.fail("pool", f"{pool!r}: use one of {', '.join(POOL_SHAPES)}")
-    if pool == "key-per-member":
-        raise entry.fail("pool", "key-per-member is not built yet (use shared-key)")
     if not isinstance(raw, list) or not raw:
         raise entry.fail("members", "list at least one member")
     members: list[MemberConfig] = []

@@ -51,7 +51,6 @@ def test_members_are_probed_at_every_address(secret: Path) -> None:
     [
         ({"pool": "shared-key"}, "services.mx1.pool: needs members"),
         ({"pool": "round-robin", "members": MEMBERS}, "use one of shared-key, key-per-member"),
-        ({"pool": "key-per-member", "members": MEMBERS}, "key-per-member is not built yet"),
         ({"members": []}, "services.mx1.members: list at least one member"),
         ({"members": [{"name": "a"}]}, "members[0].connect: list the addresses"),
         ({"members": [MEMBERS[0], MEMBERS[0]]}, "members[1].name: 'a' is listed twice"),
@@ -143,3 +142,16 @@ def test_a_deployed_member_says_when_and_what_it_presents() -> None:
     state = member_states(["a"], history, 7, "new")[0].as_json()
     assert state["deployed_at"] == state["last_seen"] == history[0]["at"]
     assert state["presenting"] == {"192.0.2.10:25": "new"}
+
+
+def test_a_key_per_member_pool_is_one_service_per_member(secret: Path) -> None:
+    doc = pooled(secret, pool="key-per-member", members=MEMBERS)
+    config = parse_config(doc, "c.yaml", providers.settings_parser)
+    assert sorted(config.services) == ["mx1@a", "mx1@b"]
+    a, b = config.service("mx1@a"), config.service("mx1@b")
+    assert a.owner == b.owner == "_25._tcp.mx1.example.test."
+    assert [m.name for m in a.members] == ["a"]
+    assert b.probe.connect == ("192.0.2.11:25", "[2001:db8::11]:25")
+    doc["services"]["mx1@a"] = {"host": "other.example.test", "provider": "lab"}
+    with pytest.raises(ConfigError, match=r"services.mx1@a: named twice \(a key-per-member pool"):
+        parse_config(doc, "c.yaml", providers.settings_parser)

@@ -69,6 +69,7 @@ class EngineBase:
         checkpoint: Checkpoint = no_checkpoint,
         shared: LiveProbe | None = None,
         lease_seconds: float | None = None,
+        serialized_with: tuple[str, ...] = (),
     ) -> None:
         self.service = service
         self.provider = provider
@@ -87,6 +88,9 @@ class EngineBase:
         self.checkpoint = checkpoint
         self.shared = shared  # the other hosts sharing the RRset (``tlsa_owner``)
         self.lease_seconds = lease_seconds
+        # Services whose rollovers change the same RRset one at a time with this one's (the
+        # members of a key-per-member pool).
+        self.serialized_with = serialized_with
         self.holder = f"{node_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._renewed: dict[int | None, float] = {}  # rollover id -> last lease write (boot clock)
 

@@ -197,6 +197,11 @@ def build_engine(
         checkpoint=checkpoint,
         shared=shared_live(config, service, edges.by_owner()),
         lease_seconds=config.state.lease_seconds,
+        serialized_with=tuple(
+            o.name
+            for o in edges.by_owner().get(service.owner, [])
+            if o.name != service.name and service.pool == "key-per-member"
+        ),
         # Half the lease at most: a provider wait is one call made under it.
         wait_timeout=min(120.0, (config.state.lease_seconds or 240.0) / 2),
     )

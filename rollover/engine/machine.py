@@ -61,6 +61,13 @@ class Engine(Recovery):
         configured, warnings = service_associations(service, staged.material, now)
         for line in dict.fromkeys(warnings):
             self.out(f"{service.name}: warning: {line}")
+        for other in self.serialized_with:
+            running = self.store.current(other)
+            if running is not None and running.phase not in FINAL:
+                raise PreconditionError(
+                    f"{other} is rolling over the same RRset ({running.phase}): the members "
+                    "of a key-per-member pool roll one at a time; start this one after it"
+                )
         observation = self.observer.observe(service.owner)
         self._require_secure(observation, allow_insecure)
         self._require_signing(service.owner, allow_insecure)

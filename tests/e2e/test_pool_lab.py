@@ -103,12 +103,16 @@ def run(config: Path, node: str, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_a_shared_key_pool_of_three_rolls_to_done(
-    lab: Lab, postgres: PostgresCluster, tmp_path: Path
-) -> None:
-    postgres.start()
-    env = ServiceEnv(lab, tmp_path / "material", ttl=2, name="mx1")
-    members = {n: Member(n, a, tmp_path / f"member-{n}", env) for n, a in MEMBERS.items()}
+def configure(
+    lab: Lab,
+    postgres: PostgresCluster,
+    tmp_path: Path,
+    env: ServiceEnv,
+    members: dict[str, Member],
+    pool: str,
+) -> Path:
+    """The coordinator's configuration (returned) and each member host's own (``m.config``:
+    its own state_dir and staging, and a TSIG secret file that does not exist there)."""
     _schema, dsn = postgres.fresh_schema()
     dsn_file = tmp_path / "pg.dsn"
     dsn_file.write_text(dsn + "\n")
@@ -119,7 +123,7 @@ def test_a_shared_key_pool_of_three_rolls_to_done(
         "records": ["3 1 1"],
         "ttl": env.ttl,
         "authoritative": [lab.primary, lab.secondary],
-        "pool": "shared-key",
+        "pool": pool,
         "members": [
             {
                 "name": m.name,
@@ -154,11 +158,21 @@ def test_a_shared_key_pool_of_three_rolls_to_done(
     }
     coordinator = tmp_path / "coordinator.yaml"
     coordinator.write_text(yaml.safe_dump(doc))
-    for m in members.values():  # each member host: its own state_dir and staging, no TSIG key
+    for m in members.values():
         doc["state_dir"] = str(m.directory / "state")
         doc["providers"]["lab"]["tsig"]["secret_file"] = str(m.directory / "no-such.secret")
         service["staged"] = {"chain": str(m.staged_chain), "key": str(m.staged_key)}
         m.config.write_text(yaml.safe_dump(doc))
+    return coordinator
+
+
+def test_a_shared_key_pool_of_three_rolls_to_done(
+    lab: Lab, postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    postgres.start()
+    env = ServiceEnv(lab, tmp_path / "material", ttl=2, name="mx1")
+    members = {n: Member(n, a, tmp_path / f"member-{n}", env) for n, a in MEMBERS.items()}
+    coordinator = configure(lab, postgres, tmp_path, env, members, "shared-key")
 
     def agent(m: Member) -> subprocess.CompletedProcess[str]:
         result = run(m.config, m.name, "agent", "--member", m.name)
@@ -254,3 +268,82 @@ def _served(lab: Lab, owner: str) -> set[str]:
     return {
         f"3 1 1 {r.cert.hex()}" for rrset in response.answer if rrset.rdtype == 52 for r in rrset
     }
+
+
+def test_a_key_per_member_pool_rolls_one_member_at_a_time(
+    lab: Lab, postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    """Two members, each its own key and its own association in the one RRset. Member a's
+    rollover, then b's (b's start refused while a's runs: one at a time per owner name); the
+    sender, on both addresses all along, never fails; at the end the RRset holds both new
+    keys' associations and nothing else."""
+    postgres.start()
+    first = ServiceEnv(lab, tmp_path / "material-a", ttl=2, name="mx1")
+    second = ServiceEnv(lab, tmp_path / "material-b", ttl=2, name="mx1", host=first.host)
+    members = {
+        "a": Member("a", MEMBERS["a"], tmp_path / "member-a", first),
+        "b": Member("b", MEMBERS["b"], tmp_path / "member-b", second),
+    }
+    coordinator = configure(lab, postgres, tmp_path, first, members, "key-per-member")
+
+    def status(name: str) -> dict[str, Any]:
+        result = run(coordinator, "coord", "status", name, "--json")
+        assert result.returncode == 0, result.stderr
+        document: dict[str, Any] = json.loads(result.stdout)
+        return document
+
+    refusals: list[str] = []
+
+    def roll(name: str, member: Member, env: ServiceEnv) -> None:
+        started = run(coordinator, "coord", "start", name, "--cert", str(env.staged_chain))
+        assert started.returncode == 0, started.stderr
+        deadline = time.monotonic() + 180
+        while status(name)["phase"] != "done":
+            assert time.monotonic() < deadline, status(name)
+            for m in members.values():
+                result = run(m.config, m.name, "agent", "--member", m.name)
+                assert result.returncode == 0, (m.name, result.stdout, result.stderr)
+            other = "mx1@b" if name == "mx1@a" else None
+            if other is not None and status(name)["phase"] not in ("done", "publishing"):
+                refused = run(
+                    coordinator, "coord", "start", other, "--cert", str(second.staged_chain)
+                )
+                assert refused.returncode == 8, refused.stderr
+                assert "roll one at a time" in refused.stderr
+                refusals.append(refused.stderr)
+            advanced = run(coordinator, "coord", "advance", "--all")
+            assert advanced.returncode in (0, 9), advanced.stderr
+            time.sleep(0.5)
+        assert [s["state"] for s in status(name)["members"]] == ["deployed"]
+
+    sender = None
+    try:
+        assert run(coordinator, "coord", "state", "migrate").returncode == 0
+        for name, env in (("mx1@a", first), ("mx1@b", second)):
+            published = run(coordinator, "coord", "publish", name, "--cert", str(env.deploy_chain))
+            assert published.returncode == 0, published.stderr
+        time.sleep(2)
+        sender = StrictSender(
+            first.owner,
+            first.host,
+            [m.endpoint for m in members.values()],
+            authoritative=[lab.primary],
+            resolvers=[lab.sender_resolver],
+            caches=3,
+            interval=0.3,
+            ttl_hint=float(first.ttl),
+        ).start()
+        sender.wait_ready()
+        roll("mx1@a", members["a"], first)
+        assert refusals  # b was refused while a rolled
+        roll("mx1@b", members["b"], second)
+        final = {*status("mx1@a")["new"], *status("mx1@b")["new"]}
+        assert _served(lab, first.owner) == final
+        assert len(final) == 2
+    finally:
+        if sender is not None:
+            sender.stop()
+        for m in members.values():
+            m.stop()
+    assert sender is not None
+    assert_clean(sender, min_checks=10)
