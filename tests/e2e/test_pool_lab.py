@@ -347,3 +347,77 @@ def test_a_key_per_member_pool_rolls_one_member_at_a_time(
             m.stop()
     assert sender is not None
     assert_clean(sender, min_checks=10)
+
+
+def test_a_pool_rollback_reaches_every_member_through_its_agent(
+    lab: Lab, postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    """Both members of a shared-key pool stage the key; a deploys, b's agent is stopped, so
+    the rollover holds in cut-over; `rollover rollback` ends it, a's agent puts its previous
+    chain and key back, and every address presents the old key again, which the RRset still
+    matches: the sender never fails."""
+    postgres.start()
+    env = ServiceEnv(lab, tmp_path / "material", ttl=2, name="mx1")
+    members = {n: Member(n, MEMBERS[n], tmp_path / f"member-{n}", env) for n in ("a", "b")}
+    coordinator = configure(lab, postgres, tmp_path, env, members, "shared-key")
+
+    def status() -> dict[str, Any]:
+        result = run(coordinator, "coord", "status", "mx1", "--json")
+        assert result.returncode == 0, result.stderr
+        document: dict[str, Any] = json.loads(result.stdout)
+        return document
+
+    def agent(m: Member) -> None:
+        result = run(m.config, m.name, "agent", "--member", m.name)
+        assert result.returncode == 0, (m.name, result.stdout, result.stderr)
+
+    sender = None
+    try:
+        assert run(coordinator, "coord", "state", "migrate").returncode == 0
+        published = run(coordinator, "coord", "publish", "mx1", "--cert", str(env.deploy_chain))
+        assert published.returncode == 0, published.stderr
+        time.sleep(2)
+        sender = StrictSender(
+            env.owner,
+            env.host,
+            [m.endpoint for m in members.values()],
+            authoritative=[lab.primary],
+            resolvers=[lab.sender_resolver],
+            caches=3,
+            interval=0.3,
+            ttl_hint=float(env.ttl),
+        ).start()
+        sender.wait_ready()
+        started = run(coordinator, "coord", "start", "mx1", "--cert", str(env.staged_chain))
+        assert started.returncode == 0, started.stderr
+        deadline = time.monotonic() + 120
+        while status()["phase"] != "cutting_over":
+            assert time.monotonic() < deadline, status()
+            for m in members.values():
+                agent(m)
+            assert run(coordinator, "coord", "advance", "--all").returncode in (0, 8)
+            time.sleep(0.5)
+        agent(members["a"])  # a deploys; b's agent is stopped from here on
+        assert members["a"].chain.read_bytes() == members["a"].staged_chain.read_bytes()
+        assert run(coordinator, "coord", "advance", "--all").returncode in (0, 9)
+        assert status()["phase"] == "cutting_over"
+        rolled = run(coordinator, "coord", "rollback", "mx1")
+        assert rolled.returncode in (0, 8), rolled.stderr
+        after = status()
+        assert after["phase"] == "aborted"
+        assert after["rolled_back"] is True
+        agent(members["a"])
+        agent(members["b"])
+        states = {s["name"]: s["state"] for s in status()["members"]}
+        assert states == {"a": "rolled-back", "b": "staged"}, states
+        for m in members.values():
+            assert m.chain.read_bytes() == env.deploy_chain.read_bytes(), m.name
+        assert after["old"][0] in _served(lab, env.owner)  # the old association stayed
+        time.sleep(2)
+    finally:
+        if sender is not None:
+            sender.stop()
+        for m in members.values():
+            m.stop()
+    assert sender is not None
+    assert_clean(sender, min_checks=10)
