@@ -445,6 +445,8 @@ def report_outcomes(results: "dict[str, AdvanceResult | RolloverError]", *, verb
             worst = max(worst, HELD_BY_A_FAULT)
         elif verbose:
             _report(outcome.rollover, verbose=True)
+            if not outcome.progressed and outcome.message:
+                _say(f"  waiting: {outcome.message}")
     return worst
 
 

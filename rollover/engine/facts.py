@@ -243,8 +243,8 @@ class FactFinding(Leases):
 
     def _where(self, address: str) -> str:
         """An address as a person looks for it: with its pool member's name, where it has one."""
-        member = self.service.member_at(address)
-        return address if member is None else f"member {member.name} ({address})"
+        member = self.service.member_at(address.split(" ")[0])  # "ADDR:PORT (algorithm)"
+        return address if member is None else f"member {member.name} at {address}"
 
     def _served(self, r: Rollover, observation: Observation, *, final: bool) -> Facts:
         """Every authoritative server and every resolver serves what this phase needs; a

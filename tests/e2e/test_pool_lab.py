@@ -242,6 +242,11 @@ def test_a_shared_key_pool_of_three_rolls_to_done(
                     assert status["phase"] == "cutting_over"
                     served = _served(lab, env.owner)
                     assert status["old"][0] in served, (status["old"], served)
+                    # What the cut-over waits for, named by member (a and b are on the key).
+                    told = run(coordinator, "coord", "advance", "mx1", "--verbose")
+                    said = told.stdout + told.stderr
+                    assert f"member c at {members['c'].endpoint}" in said, said
+                    assert "member a at" not in said, said
             time.sleep(0.5)
         assert held_in_cutover == 4
         status = json.loads(run(coordinator, "coord", "status", "mx1", "--json").stdout)
