@@ -243,7 +243,7 @@ class FactFinding(Leases):
 
     def _where(self, address: str) -> str:
         """An address as a person looks for it: with its pool member's name, where it has one."""
-        member = self.service.member_at(address.split(" ")[0])  # "ADDR:PORT (algorithm)"
+        member = self.service.member_at(address.partition(" ")[0])  # "ADDR:PORT (algorithm)"
         return address if member is None else f"member {member.name} at {address}"
 
     def _served(self, r: Rollover, observation: Observation, *, final: bool) -> Facts:
