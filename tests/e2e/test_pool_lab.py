@@ -166,6 +166,29 @@ def configure(
     return coordinator
 
 
+def published_and_watched(
+    lab: Lab, coordinator: Path, env: ServiceEnv, members: dict[str, Member]
+) -> StrictSender:
+    """The schema migrated, the current key published, and the strict sender (every member
+    address each round, three TTL-honouring caches) watching, ready."""
+    assert run(coordinator, "coord", "state", "migrate").returncode == 0
+    published = run(coordinator, "coord", "publish", "mx1", "--cert", str(env.deploy_chain))
+    assert published.returncode == 0, published.stderr
+    time.sleep(2)
+    sender = StrictSender(
+        env.owner,
+        env.host,
+        [m.endpoint for m in members.values()],
+        authoritative=[lab.primary],
+        resolvers=[lab.sender_resolver],
+        caches=3,
+        interval=0.3,
+        ttl_hint=float(env.ttl),
+    ).start()
+    sender.wait_ready()
+    return sender
+
+
 def test_a_shared_key_pool_of_three_rolls_to_done(
     lab: Lab, postgres: PostgresCluster, tmp_path: Path
 ) -> None:
@@ -187,21 +210,7 @@ def test_a_shared_key_pool_of_three_rolls_to_done(
 
     sender = None
     try:
-        assert run(coordinator, "coord", "state", "migrate").returncode == 0
-        published = run(coordinator, "coord", "publish", "mx1", "--cert", str(env.deploy_chain))
-        assert published.returncode == 0, published.stderr
-        time.sleep(2)
-        sender = StrictSender(
-            env.owner,
-            env.host,
-            [m.endpoint for m in members.values()],
-            authoritative=[lab.primary],
-            resolvers=[lab.sender_resolver],
-            caches=3,
-            interval=0.3,
-            ttl_hint=float(env.ttl),
-        ).start()
-        sender.wait_ready()
+        sender = published_and_watched(lab, coordinator, env, members)
         refused = run(
             coordinator, "coord", "start", "mx1", "--cert", str(env.staged_chain), "--key", "x"
         )
@@ -378,21 +387,7 @@ def test_a_pool_rollback_reaches_every_member_through_its_agent(
 
     sender = None
     try:
-        assert run(coordinator, "coord", "state", "migrate").returncode == 0
-        published = run(coordinator, "coord", "publish", "mx1", "--cert", str(env.deploy_chain))
-        assert published.returncode == 0, published.stderr
-        time.sleep(2)
-        sender = StrictSender(
-            env.owner,
-            env.host,
-            [m.endpoint for m in members.values()],
-            authoritative=[lab.primary],
-            resolvers=[lab.sender_resolver],
-            caches=3,
-            interval=0.3,
-            ttl_hint=float(env.ttl),
-        ).start()
-        sender.wait_ready()
+        sender = published_and_watched(lab, coordinator, env, members)
         started = run(coordinator, "coord", "start", "mx1", "--cert", str(env.staged_chain))
         assert started.returncode == 0, started.stderr
         deadline = time.monotonic() + 120
