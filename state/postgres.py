@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from rollover.core.phases import FINAL, Rollover
 from rollover.errors import ConflictError, StateError
+from rollover.ports import HistoryEvent
 from rollover.state.files import serialized
 from rollover.state.migrations import LATEST, apply, require_current, schema_version
 from rollover.state.ownership import OwnershipRecord, OwnershipStore
@@ -98,6 +99,15 @@ def read_dsn_file(path: str) -> str:
     if not text:
         raise StateError(f"{path}: the PostgreSQL DSN file is empty")
     return text
+
+
+def _insert_history(cursor: Cursor, rollover: Rollover, events: Sequence[HistoryEvent]) -> None:
+    for e in events:
+        cursor.execute(
+            "INSERT INTO rollover_history (rollover_id, service, at, event, phase, detail) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            history_row(rollover, e.at, e.event, e.detail),
+        )
 
 
 def _one_line(text: str) -> str:
@@ -310,7 +320,7 @@ class PostgresStateStore:
             raise StateError(f"{self.source}: the database clock gave {moment!r}")
         return moment
 
-    def create(self, rollover: Rollover) -> Rollover:
+    def create(self, rollover: Rollover, events: Sequence[HistoryEvent] = ()) -> Rollover:
         import psycopg
 
         text = _encode(rollover)
@@ -327,9 +337,11 @@ class PostgresStateStore:
                     "progress (see rollover status)"
                 ) from None
             row = cursor.fetchone()
-        if row is None:
-            raise StateError(f"{self.source}: the new rollover of {rollover.service} got no id")
-        return _decode(int(row[0]), 1, text)
+            if row is None:
+                raise StateError(f"{self.source}: the new rollover of {rollover.service} got no id")
+            created = _decode(int(row[0]), 1, text)
+            _insert_history(cursor, created, events)
+        return created
 
     def current(self, service: str) -> Rollover | None:
         rows = self._session.query(
@@ -340,10 +352,11 @@ class PostgresStateStore:
         )
         return None if not rows else _decode(int(rows[0][0]), int(rows[0][1]), rows[0][2])
 
-    def save(self, rollover: Rollover) -> Rollover:
+    def save(self, rollover: Rollover, events: Sequence[HistoryEvent] = ()) -> Rollover:
         """Compare-and-swap on the version: a concurrent writer makes this a ConflictError
         (under READ COMMITTED the second UPDATE waits for the first, then finds the version
-        moved on and matches no row)."""
+        moved on and matches no row). ``events`` go into the history in the same
+        transaction."""
         import psycopg
 
         if rollover.id is None:
@@ -369,6 +382,7 @@ class PostgresStateStore:
                     f"rollover of {rollover.service} was changed by another "
                     "process; nothing was written"
                 )
+            _insert_history(cursor, rollover, events)
         return _decode(rollover.id, rollover.version + 1, text)
 
     def acquire(self, rollover: Rollover, holder: str, now: float, ttl: float) -> bool:
@@ -411,11 +425,7 @@ class PostgresStateStore:
     def append(self, rollover: Rollover, at: datetime, event: str, detail: dict[str, Any]) -> None:
 
         with self._session.transaction("cannot write the history") as cursor:
-            cursor.execute(
-                "INSERT INTO rollover_history (rollover_id, service, at, event, phase, detail) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                history_row(rollover, at, event, detail),
-            )
+            _insert_history(cursor, rollover, [HistoryEvent(at, event, detail)])
 
     def history(self, service: str) -> list[dict[str, Any]]:
 

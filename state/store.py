@@ -22,6 +22,7 @@ from typing import Any
 from rollover.core.association import parse_association
 from rollover.core.phases import FINAL, Phase, Rollover
 from rollover.errors import ConflictError, StateError
+from rollover.ports import HistoryEvent
 from rollover.state.files import ensure_dir, serialized
 
 _SCHEMA = """
@@ -185,7 +186,7 @@ class SqliteStateStore:
                 self._db.execute("ROLLBACK")
                 raise StateError(f"{self.path}: cannot write state: {exc}") from None
 
-    def create(self, rollover: Rollover) -> Rollover:
+    def create(self, rollover: Rollover, events: Sequence[HistoryEvent] = ()) -> Rollover:
         with self._transaction() as db:
             try:
                 cursor = db.execute(
@@ -198,9 +199,11 @@ class SqliteStateStore:
                     "progress (see rollover status)"
                 ) from None
             row_id = cursor.lastrowid
-        if row_id is None:
-            raise StateError(f"{self.path}: the new rollover of {rollover.service} got no id")
-        return _decode(row_id, 1, _encode(rollover))
+            if row_id is None:
+                raise StateError(f"{self.path}: the new rollover of {rollover.service} got no id")
+            created = _decode(row_id, 1, _encode(rollover))
+            _insert_history(db, created, events)
+        return created
 
     def current(self, service: str) -> Rollover | None:
         row = self._db.execute(
@@ -210,8 +213,9 @@ class SqliteStateStore:
         ).fetchone()
         return None if row is None else _decode(row[0], row[1], row[2])
 
-    def save(self, rollover: Rollover) -> Rollover:
-        """Compare-and-swap on the version: a concurrent writer makes this a ConflictError."""
+    def save(self, rollover: Rollover, events: Sequence[HistoryEvent] = ()) -> Rollover:
+        """Compare-and-swap on the version: a concurrent writer makes this a ConflictError.
+        ``events`` are appended to the history in the same transaction."""
         if rollover.id is None:
             raise ConflictError(
                 f"rollover of {rollover.service} was never stored (start it first); "
@@ -235,6 +239,7 @@ class SqliteStateStore:
                     f"rollover of {rollover.service} was changed by another "
                     "process; nothing was written"
                 )
+            _insert_history(db, rollover, events)
         return _decode(rollover.id, rollover.version + 1, _encode(rollover))
 
     def acquire(self, rollover: Rollover, holder: str, now: float, ttl: float) -> bool:
@@ -270,11 +275,7 @@ class SqliteStateStore:
 
     def append(self, rollover: Rollover, at: datetime, event: str, detail: dict[str, Any]) -> None:
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO history (rollover_id, service, at, event, phase, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                history_row(rollover, at, event, detail),
-            )
+            _insert_history(db, rollover, [HistoryEvent(at, event, detail)])
 
     def history(self, service: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -294,6 +295,16 @@ class SqliteStateStore:
             "json_extract(data, '$.owner') FROM rollovers WHERE active = 1"
         ).fetchall()
         return [r[0] for r in sorted(rows, key=lambda r: (r[1] or "", _from_root(r[2]), r[0]))]
+
+
+def _insert_history(
+    db: sqlite3.Connection, rollover: Rollover, events: Sequence[HistoryEvent]
+) -> None:
+    db.executemany(
+        "INSERT INTO history (rollover_id, service, at, event, phase, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [history_row(rollover, e.at, e.event, e.detail) for e in events],
+    )
 
 
 def history_row(

@@ -56,6 +56,7 @@ from tests.world import (
     TTL,
     UNUSABLE,
     FakeObserver,
+    ProcessKilled,
     Version,
     World,
     WorldConfig,
@@ -1182,6 +1183,38 @@ def test_a_fresh_process_resumes_from_every_checkpoint(
     assert world.ownership.owned(OWNER) == KEY1
     broken = sum(e["event"] == "lease-broken" for e in world.store.events)
     assert broken == (0 if host else 1)
+    assert_safe(world)
+
+
+def test_a_process_killed_right_after_a_save_leaves_its_step_on_record(
+    make: Callable[..., World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save and the history entry that explains it are one write: each process here dies
+    the moment its first save has committed, and still the history names every phase the
+    rollover entered (a transition stored without its entry would be a step nobody can
+    account for, and the lab's every-step-once count would miss it)."""
+    world = make(OWN)
+    world.start(["3 1 1"], 1)
+    save = world.store.save
+
+    def save_and_die(rollover: Rollover, events: Any = ()) -> Rollover:
+        save(rollover, events)
+        assert world.process is not None
+        world.process.dead = True
+        raise ProcessKilled("right after a save")
+
+    entered = [phase(world)]
+    for _ in range(60):
+        if phase(world) == Phase.DONE:
+            break
+        monkeypatch.setattr(world.store, "save", save_and_die)
+        world.advance()  # killed, unless it had nothing to save
+        monkeypatch.setattr(world.store, "save", save)
+        if phase(world) != entered[-1]:
+            entered.append(phase(world))
+        until_due(world)
+    assert entered == ORDER, world.describe()
+    assert path(world) == ORDER
     assert_safe(world)
 
 

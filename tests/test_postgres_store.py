@@ -22,7 +22,7 @@ import pytest
 from rollover.core.association import Association, parse_association
 from rollover.core.phases import Phase, Rollover
 from rollover.errors import ConflictError, StateError
-from rollover.ports import OwnershipLedger, StateStore
+from rollover.ports import HistoryEvent, OwnershipLedger, StateStore
 from rollover.state.ownership import OwnershipStore
 from rollover.state.postgres import (
     LATEST,
@@ -113,6 +113,30 @@ def test_round_trip_and_cas(backend: Backend) -> None:
     with pytest.raises(ConflictError, match="never stored"):
         store.save(rollover(Phase.PUBLISHING))
     assert store.current("nothing-here") is None
+
+
+def test_a_save_and_its_history_are_one_transaction(backend: Backend) -> None:
+    """The events that explain a create or a save are written with it, or not at all: a
+    refused compare-and-swap leaves no entry, and an interrupted write leaves neither."""
+    store, _ = backend
+    started = HistoryEvent(NOW, "start", {"n": 1})
+    created = store.create(rollover(Phase.PUBLISHING), [started])
+    moved = HistoryEvent(NOW, "transition", {"to": "propagating"})
+    saved = store.save(replace(created, phase=Phase.PROPAGATING), [moved])
+    assert [(e["event"], e["phase"], e["rollover"]) for e in store.history("mx1")] == [
+        ("start", "publishing", created.id),
+        ("transition", "propagating", created.id),
+    ]
+    with pytest.raises(ConflictError):
+        store.save(replace(created, phase=Phase.AGING), [HistoryEvent(NOW, "lost", {})])
+    with pytest.raises(ConflictError):
+        store.create(rollover(Phase.PUBLISHING), [HistoryEvent(NOW, "second", {})])
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle  # an entry that cannot be written: the save goes with it
+    with pytest.raises(ValueError):
+        store.save(replace(saved, phase=Phase.AGING), [HistoryEvent(NOW, "cycle", cycle)])
+    assert store.current("mx1") == saved
+    assert [e["event"] for e in store.history("mx1")] == ["start", "transition"]
 
 
 def test_one_active_rollover_per_service(backend: Backend) -> None:

@@ -43,7 +43,7 @@ import os
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -68,7 +68,7 @@ from rollover.core.promise import Context, associations_for, authenticates
 from rollover.engine.machine import AdvanceResult, Engine
 from rollover.engine.staging import Staged, load_staged
 from rollover.errors import ConflictError, DeployError, ProviderError
-from rollover.ports import Receipt, StateStore, ZoneHistory
+from rollover.ports import HistoryEvent, Receipt, StateStore, ZoneHistory
 from rollover.state.ownership import OwnershipStore
 from rollover.state.store import SqliteStateStore, _decode, _encode
 from tests import dane_sender
@@ -583,7 +583,7 @@ class MemoryStateStore:
         self.events: list[dict[str, Any]] = []
         self.undurable = 0  # rollover writes since the last durable(): lost on a power cut
 
-    def create(self, rollover: Rollover) -> Rollover:
+    def create(self, rollover: Rollover, events: Sequence[HistoryEvent] = ()) -> Rollover:
         if any(r.service == rollover.service and r.active for r in self.rows.values()):
             raise ConflictError(
                 f"service {rollover.service} already has a rollover in progress (see rollover "
@@ -592,7 +592,10 @@ class MemoryStateStore:
         row_id = len(self.rows) + 1
         self.rows[row_id] = _Row(rollover.service, True, 1, _encode(rollover))
         self.undurable += 1
-        return _decode(row_id, 1, self.rows[row_id].data)
+        created = _decode(row_id, 1, self.rows[row_id].data)
+        for e in events:
+            self.append(created, e.at, e.event, e.detail)
+        return created
 
     def current(self, service: str) -> Rollover | None:
         rows = [(row.active, i) for i, row in self.rows.items() if row.service == service]
@@ -602,7 +605,7 @@ class MemoryStateStore:
         row = self.rows[row_id]
         return _decode(row_id, row.version, row.data)
 
-    def save(self, rollover: Rollover) -> Rollover:
+    def save(self, rollover: Rollover, events: Sequence[HistoryEvent] = ()) -> Rollover:
         assert rollover.id is not None
         row = self.rows[rollover.id]
         if row.version != rollover.version:
@@ -623,6 +626,8 @@ class MemoryStateStore:
         row.version += 1
         row.active = active
         self.undurable += 1
+        for e in events:
+            self.append(rollover, e.at, e.event, e.detail)
         return _decode(rollover.id, row.version, row.data)
 
     def acquire(self, rollover: Rollover, holder: str, now: float, ttl: float) -> bool:

@@ -24,6 +24,7 @@ from rollover.engine.staging import Staged, presented_order
 from rollover.errors import ConflictError, PreconditionError
 from rollover.ports import (
     Deployer,
+    HistoryEvent,
     Receipt,
 )
 
@@ -35,14 +36,7 @@ class Actions(FactFinding):
     def _transition(self, rollover: Rollover, decision: Decision, now: datetime) -> Rollover:
         """Store a step to a new phase (or the same one after an action), on record in the
         history, said on the output, and the final phases sent to ``on_event``."""
-        previous = rollover.phase
         saved = self._save_after(rollover, decision, now)
-        self.store.append(
-            saved,
-            now,
-            "transition",
-            {"from": previous.value, "to": saved.phase.value, "message": decision.message},
-        )
         self.out(f"{self.service.name}: {saved.phase}: {decision.message}")
         if saved.phase in FINAL:
             self._event(saved.phase.value, saved, decision.message)
@@ -246,8 +240,14 @@ class Actions(FactFinding):
     def _save_after(self, rollover: Rollover, decision: Decision, now: datetime) -> Rollover:
         """Store a transition; when an action already changed the world and the record moved
         under us (a lease lost), say so and put it in the history, never "nothing written"."""
+        after = apply_decision(rollover, decision, now)
+        transition = HistoryEvent(
+            now,
+            "transition",
+            {"from": rollover.phase.value, "to": after.phase.value, "message": decision.message},
+        )
         try:
-            return self.store.save(apply_decision(rollover, decision, now))
+            return self.store.save(after, [transition])
         except ConflictError:
             if decision.action is Action.NONE:
                 raise
@@ -268,9 +268,8 @@ class Actions(FactFinding):
         """A wait is stored with the fault that holds it (shown by status), or none."""
         if rollover.waiting_until == decision.waiting_until and rollover.error == fault:
             return rollover
-        saved = self.store.save(
-            replace(rollover, waiting_until=decision.waiting_until, error=fault)
+        episode = fault is not None and rollover.error is None  # a new one: once in history
+        return self.store.save(
+            replace(rollover, waiting_until=decision.waiting_until, error=fault),
+            [HistoryEvent(self.clock.now(), "fault", {"fault": fault})] if episode else [],
         )
-        if fault is not None and rollover.error is None:  # a new episode: once in history
-            self.store.append(saved, self.clock.now(), "fault", {"fault": fault})
-        return saved

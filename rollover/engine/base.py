@@ -29,6 +29,7 @@ from rollover.ports import (
     Checkpoint,
     Clock,
     Deployer,
+    HistoryEvent,
     LiveProbe,
     Observer,
     OwnershipLedger,
@@ -163,9 +164,10 @@ class EngineBase:
     def _record_error(self, rollover: Rollover, error: str) -> Rollover:
         latest = self.store.current(self.service.name) or rollover
         try:
-            saved = self.store.save(replace(latest, error=error))
-            self.store.append(saved, self.clock.now(), "error", {"error": error})
-            return saved
+            return self.store.save(
+                replace(latest, error=error),
+                [HistoryEvent(self.clock.now(), "error", {"error": error})],
+            )
         except RolloverError:
             return latest
 

@@ -28,6 +28,7 @@ from rollover.engine.continuity import follow
 from rollover.engine.recovery import Recovery
 from rollover.engine.staging import Staged, presented_order
 from rollover.errors import PreconditionError, RolloverError
+from rollover.ports import HistoryEvent
 
 CUTOVER_HELD_AFTER = timedelta(minutes=1)
 
@@ -167,22 +168,20 @@ class Engine(Recovery):
             passphrase_source=passphrase_source,
             allow_expiring=allow_expiring,
         )
-        rollover = self.store.create(planned)
-        self.store.append(
-            rollover,
+        started = HistoryEvent(
             self.clock.now(),
             "start",
             {
-                "old": sorted(map(str, rollover.old)),
-                "new": sorted(map(str, rollover.new)),
-                "bridge": sorted(map(str, rollover.bridge)),
-                "final": sorted(map(str, rollover.kept)),
-                "notes": list(rollover.notes),
-                "staged_spki_sha256": rollover.staged_spki,
-                "horizon_before": rollover.horizon_before,
+                "old": sorted(map(str, planned.old)),
+                "new": sorted(map(str, planned.new)),
+                "bridge": sorted(map(str, planned.bridge)),
+                "final": sorted(map(str, planned.kept)),
+                "notes": list(planned.notes),
+                "staged_spki_sha256": planned.staged_spki,
+                "horizon_before": planned.horizon_before,
             },
         )
-        return rollover
+        return self.store.create(planned, [started])
 
     # -- advance ---------------------------------------------------------------------------
     def advance(self, *, defer_changes: bool = False) -> AdvanceResult:

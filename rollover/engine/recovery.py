@@ -17,6 +17,7 @@ from rollover.core.plan import Change, TlsaRRset
 from rollover.engine.actions import Actions
 from rollover.engine.base import leaf_first
 from rollover.errors import ConflictError, PreconditionError, RolloverError
+from rollover.ports import HistoryEvent
 
 
 class Recovery(Actions):
@@ -113,10 +114,8 @@ class Recovery(Actions):
                     error=None,
                     failed_in=None,
                     **updates,  # type: ignore[arg-type]
-                )
-            )
-            self.store.append(
-                resumed, now, "resumed", {"message": f"resumed in {phase} by a person"}
+                ),
+                [HistoryEvent(now, "resumed", {"message": f"resumed in {phase} by a person"})],
             )
             self.out(f"{self.service.name}: {phase}: resumed; the guards are checked again")
             return resumed
@@ -220,8 +219,8 @@ class Recovery(Actions):
     def _end(self, r: Rollover, phase: Phase, message: str) -> Rollover:
         now = self.clock.now()
         saved = self.store.save(
-            replace(r, phase=phase, since=now, finished_at=now, waiting_until=None, error=None)
+            replace(r, phase=phase, since=now, finished_at=now, waiting_until=None, error=None),
+            [HistoryEvent(now, phase.value, {"message": message})],
         )
-        self.store.append(saved, now, phase.value, {"message": message})
         self.out(f"{self.service.name}: {phase}: {message}")
         return saved
