@@ -75,6 +75,16 @@ __all__ = [
 # time (a row lock cannot cover a row not yet inserted). "roll" in ASCII, then the owner.
 OWNER_LOCK = 0x726F6C6C
 CONNECT_TIMEOUT = 10  # seconds, unless the DSN or PGCONNECT_TIMEOUT says otherwise
+# A silent network cut (a peer gone without a FIN or RST) is noticed by TCP, not left to hang
+# a timer's run until systemd kills it: keepalive probes on an idle wait for a reply, and
+# transmitted data unacknowledged for 30 s closes the connection. Each unless the DSN sets it.
+TCP_LIMITS = {
+    "keepalives": "1",
+    "keepalives_idle": "15",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",  # milliseconds
+}
 # Per session, where the server leaves them off: a store stuck behind a lock or a hung
 # statement fails with a one-line error rather than hanging a timer's run.
 SESSION_LIMITS = {
@@ -137,6 +147,7 @@ class _Session:
         extra: dict[str, Any] = {}
         if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
             extra["connect_timeout"] = CONNECT_TIMEOUT
+        extra |= {key: value for key, value in TCP_LIMITS.items() if key not in params}
         if "application_name" not in params and "PGAPPNAME" not in os.environ:
             extra["application_name"] = "rollover"
         # The primary only: a standby's reads may lag (a stale read), and it refuses writes.

@@ -7,6 +7,8 @@ One cluster per module; each test has a schema of its own (the DSN's ``search_pa
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -791,6 +793,31 @@ def test_the_session_commits_durably_and_is_bounded(pg: Opened) -> None:
     )
     assert settings == [("on", "7s", "1min", "rollover")]
     store.close()
+
+
+@lab
+def test_a_silent_network_cut_is_bounded_by_tcp(pg: Opened) -> None:
+    """The client's socket probes an idle wait and gives up on unacknowledged data after
+    30 s (a peer gone without a FIN would otherwise hang the run); a DSN's own value wins."""
+    tcp = socket.IPPROTO_TCP
+
+    def options(dsn: str) -> tuple[int, ...]:
+        store = PostgresStateStore(dsn, source=SOURCE)
+        try:
+            fd = store._session.connection().fileno()
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                return (
+                    sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                    sock.getsockopt(tcp, socket.TCP_KEEPIDLE),
+                    sock.getsockopt(tcp, socket.TCP_KEEPINTVL),
+                    sock.getsockopt(tcp, socket.TCP_KEEPCNT),
+                    sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT),
+                )
+        finally:
+            store.close()
+
+    assert options(pg.dsn) == (1, 15, 5, 3, 30000)
+    assert options(f"{pg.dsn} tcp_user_timeout=4000 keepalives_idle=60") == (1, 60, 5, 3, 4000)
 
 
 @lab
