@@ -529,29 +529,31 @@ def migrate(dsn: str, source: str) -> tuple[int, int]:
 
 
 def import_sqlite(state_dir: str, target: PostgresStateStore) -> dict[str, int]:
-    """Copy a SQLite state directory (rollovers, history, ownership) into ``target``, in
-    one transaction: ``{"rollovers": n, "active": n, "history": n, "ownership": n,
-    "written": 1}``. Rollover and history ids are kept (history names its rollover by id)
-    and the id sequences set past them. Leases are not copied: the SQLite ones count on one
-    host's clock (stop that host's timers first).
+    """Copy a SQLite state directory (rollovers, history, ownership, TLS-RPT reports) into
+    ``target``, in one transaction: ``{"rollovers": n, "active": n, "history": n,
+    "ownership": n, "reports": n, "written": 1}``. Rollover and history ids are kept
+    (history names its rollover by id) and the id sequences set past them. Leases are not
+    copied: the SQLite ones count on one host's clock (stop that host's timers first).
 
     A target that already holds exactly this content is left as it is (``"written": 0``:
     importing twice is safe); one holding anything else is refused with nothing written.
     An ``ownership.json`` of an earlier version in the directory is first taken into its
     ``state.db`` (as opening it with this version does)."""
-    rollovers, history, ownership = _read_sqlite(state_dir)
+    rollovers, history, ownership, reports = _read_sqlite(state_dir)
     counts = {
         "rollovers": len(rollovers),
         "active": sum(1 for r in rollovers if r[2]),
         "history": len(history),
         "ownership": len(ownership),
+        "reports": len(reports),
     }
     with (
         target.lock,
         target._session.transaction("cannot import into the PostgreSQL state store") as cursor,
     ):
         cursor.execute(
-            "LOCK TABLE rollovers, rollover_history, rollover_ownership IN EXCLUSIVE MODE"
+            "LOCK TABLE rollovers, rollover_history, rollover_ownership, "
+            "rollover_tlsrpt_reports IN EXCLUSIVE MODE"
         )
         cursor.execute("SELECT id, service, active, version, data FROM rollovers ORDER BY id")
         there = [tuple(r) for r in cursor.fetchall()]
@@ -562,13 +564,20 @@ def import_sqlite(state_dir: str, target: PostgresStateStore) -> dict[str, int]:
         there_history = [tuple(r) for r in cursor.fetchall()]
         cursor.execute("SELECT owner, data FROM rollover_ownership ORDER BY owner")
         there_ownership = [tuple(r) for r in cursor.fetchall()]
-        if there or there_history or there_ownership:
-            if (there, there_history, there_ownership) == (rollovers, history, ownership):
+        cursor.execute(
+            "SELECT report_id, digest, organization, start_at, end_at, ingested_at, report "
+            "FROM rollover_tlsrpt_reports ORDER BY report_id"
+        )
+        there_reports = [tuple(r) for r in cursor.fetchall()]
+        here = (rollovers, history, ownership, reports)
+        if there or there_history or there_ownership or there_reports:
+            if (there, there_history, there_ownership, there_reports) == here:
                 return {**counts, "written": 0}
             raise StateError(
                 f"{target.source}: the PostgreSQL state store already holds {len(there)} "
-                f"rollovers, {len(there_history)} history entries and {len(there_ownership)} "
-                f"ownership rows, not those of {state_dir}: nothing imported"
+                f"rollovers, {len(there_history)} history entries, {len(there_ownership)} "
+                f"ownership rows and {len(there_reports)} TLS-RPT reports, not those of "
+                f"{state_dir}: nothing imported"
             )
         cursor.executemany(
             "INSERT INTO rollovers (id, service, active, version, data) "
@@ -583,6 +592,11 @@ def import_sqlite(state_dir: str, target: PostgresStateStore) -> dict[str, int]:
         cursor.executemany(
             "INSERT INTO rollover_ownership (owner, data) VALUES (%s, %s)", ownership
         )
+        cursor.executemany(
+            "INSERT INTO rollover_tlsrpt_reports (report_id, digest, organization, start_at, "
+            "end_at, ingested_at, report) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            reports,
+        )
         for table in ("rollovers", "rollover_history"):
             cursor.execute(
                 "SELECT setval(pg_get_serial_sequence(%s, 'id'), "  # noqa: S608
@@ -595,8 +609,10 @@ def import_sqlite(state_dir: str, target: PostgresStateStore) -> dict[str, int]:
 Rows = list[tuple[Any, ...]]
 
 
-def _read_sqlite(state_dir: str) -> tuple[Rows, Rows, Rows]:
+def _read_sqlite(state_dir: str) -> tuple[Rows, Rows, Rows, Rows]:
     """The rows of a SQLite state directory, as the PostgreSQL tables hold them."""
+    from rollover.state.tlsrpt_store import sqlite_report_rows
+
     directory = Path(state_dir)
     if not (directory / "state.db").is_file() and not (directory / "ownership.json").is_file():
         raise StateError(f"{state_dir}: no SQLite state (state.db) to import")
@@ -619,8 +635,9 @@ def _read_sqlite(state_dir: str) -> tuple[Rows, Rows, Rows]:
         ownership = [
             tuple(row) for row in db.execute("SELECT owner, data FROM ownership ORDER BY owner")
         ]
+        reports = sqlite_report_rows(db)
     except sqlite3.Error as exc:
         raise StateError(f"{state_dir}: cannot read the SQLite state: {exc}") from None
     finally:
         store.close()
-    return rollovers, history, ownership
+    return rollovers, history, ownership, reports

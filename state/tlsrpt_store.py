@@ -61,6 +61,33 @@ def report_store(backend: StateBackend) -> ReportStore:
     raise StateError(f"{backend.label}: this state backend keeps no TLS-RPT reports")
 
 
+def sqlite_report_rows(db: sqlite3.Connection) -> list[tuple[object, ...]]:
+    """Every report of a SQLite state database (none if it never kept one), as the
+    PostgreSQL table holds them (times as datetimes), by report id: for ``state import``."""
+    if (
+        db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tlsrpt_reports'"
+        ).fetchone()
+        is None
+    ):
+        return []
+    return [
+        (
+            r[0],
+            r[1],
+            r[2],
+            _from_text_time(r[3]),
+            _from_text_time(r[4]),
+            _from_text_time(r[5]),
+            r[6],
+        )
+        for r in db.execute(
+            "SELECT report_id, digest, organization, start_at, end_at, ingested_at, report "
+            "FROM tlsrpt_reports ORDER BY report_id"
+        )
+    ]
+
+
 def _text_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(_TEXT_TIME)
 

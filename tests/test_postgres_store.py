@@ -35,6 +35,8 @@ from rollover.state.postgres import (
     read_dsn_file,
 )
 from rollover.state.store import SqliteStateStore
+from rollover.state.tlsrpt_store import PostgresReportStore, SqliteReportStore
+from rollover.tlsrpt.report import parse_report
 from tests.postgres import PostgresCluster, quote_value
 from tests.test_phases import rollover
 
@@ -42,6 +44,7 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 OWNER = "_25._tcp.mx1.example.test."
 SOURCE = "/etc/rollover/pg.dsn"
 lab = pytest.mark.lab
+TLSRPT_CORPUS = Path(__file__).parent / "tlsrpt_corpus" / "good"
 
 
 def association(n: int) -> Association:
@@ -650,6 +653,10 @@ def _sqlite_state(directory: Path) -> None:
     ownership.confirm(OWNER, frozenset({association(1)}), NOW, ("boot", 1.0))
     ownership.seen(OWNER, frozenset({association(1)}), NOW, ttl=300)
     ownership.note_served(OWNER, {300}, NOW)
+    reports = SqliteReportStore(store)
+    for name in ("dane-mx1.json", "google-sts.json"):
+        report = parse_report((TLSRPT_CORPUS / name).read_bytes(), name)
+        assert reports.add(report, NOW + timedelta(hours=1)) == "new"
     store.close()
     legacy = {
         "version": 1,
@@ -679,7 +686,14 @@ def test_import_sqlite_copies_everything_and_keeps_ids(pg: Opened, tmp_path: Pat
     _sqlite_state(tmp_path / "sqlite")
     target = pg.store()
     counts = import_sqlite(str(tmp_path / "sqlite"), target)
-    assert counts == {"rollovers": 3, "active": 2, "history": 4, "ownership": 2, "written": 1}
+    assert counts == {
+        "rollovers": 3,
+        "active": 2,
+        "history": 4,
+        "ownership": 2,
+        "reports": 2,
+        "written": 1,
+    }
     sqlite = SqliteStateStore(str(tmp_path / "sqlite"))
     sqlite_ownership = OwnershipStore(
         str(tmp_path / "sqlite"), connection=sqlite.connection, lock=sqlite.lock
@@ -690,6 +704,13 @@ def test_import_sqlite_copies_everything_and_keeps_ids(pg: Opened, tmp_path: Pat
     assert target.services() == sqlite.services() == ["mx2", "mx1"]
     ledger = PostgresOwnership(target)
     assert _ledger_view(ledger) == _ledger_view(sqlite_ownership)
+    copied, kept = PostgresReportStore(target), SqliteReportStore(sqlite)
+    assert copied.reports() == kept.reports()  # the reports, and when each was ingested
+    assert [r.report.report_id for r in copied.reports()] == sorted(
+        r.report.report_id for r in kept.reports()
+    )
+    assert copied.count() == 2
+    assert copied.add(kept.reports()[0].report, NOW) == "duplicate"
     assert ledger.owned("_25._tcp.mx3.") == {association(3)}  # from the legacy file
     assert ledger.version("_25._tcp.mx3.") == "7"
     active = target.current("mx1")
@@ -724,6 +745,16 @@ def test_import_sqlite_twice_is_a_no_op_and_other_content_is_refused(
     with pytest.raises(StateError, match=r"already holds 3 rollovers.*nothing imported"):
         import_sqlite(str(tmp_path / "sqlite"), target)
     assert len(target.history("mx2")) == 2
+    # Only reports there, not these: refused too.
+    other = Opened(pg.cluster)
+    assert migrate(other.dsn, SOURCE) == (0, LATEST)
+    elsewhere = other.store()
+    report = parse_report((TLSRPT_CORPUS / "mailru-sts.json").read_bytes(), "mailru-sts.json")
+    PostgresReportStore(elsewhere).add(report, NOW)
+    with pytest.raises(StateError, match=r"1 TLS-RPT reports, not those of"):
+        import_sqlite(str(tmp_path / "sqlite"), elsewhere)
+    assert elsewhere.services() == []
+    other.close()
     with pytest.raises(StateError, match="no SQLite state"):
         import_sqlite(str(tmp_path / "absent"), target)
     assert not (tmp_path / "absent").exists()

@@ -73,7 +73,7 @@ def import_state(
     typer.echo(
         f"{source_dir} -> {source}: {counts['rollovers']} rollovers ({counts['active']} "
         f"active), {counts['history']} history entries, {counts['ownership']} ownership "
-        f"records: {done}"
+        f"records, {counts['reports']} TLS-RPT reports: {done}"
     )
 
 
