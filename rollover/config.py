@@ -257,6 +257,9 @@ class ServiceConfig:
     staged: tuple[str, str] | None = None  # (chain, key) where the next key is dropped
     pool: str | None = None  # "shared-key": every member presents the one staged key
     members: tuple[MemberConfig, ...] = ()
+    # How long a cut-over may wait for every address to present the new key before the
+    # rollover fails with both RRsets kept (a pool's agents run on their own timers).
+    cutover_timeout: float = 300.0
 
     def member_at(self, address: str) -> MemberConfig | None:
         """The member serving ``address`` (``ADDR:PORT`` as probed)."""
@@ -587,6 +590,7 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
             raise entry.fail("probe.connect", "a pool's addresses are its members' connect lists")
         # Every address of every member is probed: the cut-over waits for all of them.
         probe = replace(probe, connect=tuple(a for m in members for a in m.connect))
+    cutover_timeout = _cutover_timeout(entry)
     entry.finish()
     return ServiceConfig(
         name,
@@ -610,7 +614,15 @@ def _service(name: str, entry: Section, providers: dict[str, ProviderConfig]) ->
         staged,
         pool,
         members,
+        cutover_timeout,
     )
+
+
+def _cutover_timeout(entry: Section) -> float:
+    seconds = entry.number("cutover_timeout", 300.0, low=30.0)
+    if seconds > 7 * 86400:
+        raise entry.fail("cutover_timeout", f"{seconds:g} s is more than 7 days")
+    return seconds
 
 
 def _deploy(entry: Section) -> DeployConfig | None:

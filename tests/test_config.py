@@ -73,7 +73,26 @@ def test_the_documented_shape_loads(secret: Path) -> None:
     assert config.providers["zonefile"].settings.reload == ["rndc", "reload", "example.test"]
     assert service.deploy is not None
     assert service.deploy.reload == ["systemctl", "reload", "postfix"]
+    assert service.cutover_timeout == 300.0
     assert config.warnings == ()
+
+
+def test_the_cutover_timeout_reaches_the_engine(secret: Path, tmp_path: Path) -> None:
+    """A service's ``cutover_timeout`` is the one its engine's cut-over fails after, and the
+    planned length the signature check at start counts with."""
+    from datetime import timedelta
+
+    from rollover.core.phases import planned_seconds
+    from rollover.engine.build import build_engine
+
+    doc = mutate(base(secret), "services.mx1.cutover_timeout", 7200)
+    doc["state_dir"] = str(tmp_path / "state")
+    config = parse_config(doc, "c.yaml", providers.settings_parser)
+    assert config.service("mx1").cutover_timeout == 7200.0
+    engine = build_engine(config, "mx1")
+    assert engine.cutover_timeout == timedelta(hours=2)
+    assert planned_seconds(300, 300, 2.0, 7200.0) == 2 * 600 + 3600 + 5400
+    assert planned_seconds(300, 300, 2.0, 300.0) == planned_seconds(300, 300, 2.0)
 
 
 def mutate(doc: dict, path: str, value: object) -> dict:  # type: ignore[type-arg]
@@ -135,6 +154,9 @@ _DELETE = object()
         ("concurrency", 1000, "concurrency: 1000 is out of range"),
         ("services.mx1.staged", {"chain": "/s/c.pem"}, "services.mx1.staged: give both"),
         ("services.mx1.staged", {"chain": "/c", "key": "/k", "x": 1}, "staged.x: unknown key"),
+        ("services.mx1.cutover_timeout", 5, "services.mx1.cutover_timeout: 5 is below 30"),
+        ("services.mx1.cutover_timeout", 10**6, "cutover_timeout: 1e+06 s is more than 7 days"),
+        ("services.mx1.cutover_timeout", "1h", "cutover_timeout: expected an integer or a number"),
     ],
 )
 def test_errors_name_the_key_path(secret: Path, path: str, value: object, message: str) -> None:

@@ -142,10 +142,14 @@ def wait_seconds(horizon_before: int, horizon_after: int, safety_factor: float) 
     return max(1.0, safety_factor) * max(horizon_before, horizon_after, 0)
 
 
-def planned_seconds(horizon_before: int, ttl: int, safety_factor: float) -> float:
+def planned_seconds(
+    horizon_before: int, ttl: int, safety_factor: float, cutover_timeout: float = 300.0
+) -> float:
     """How long a rollover is planned to take, at most, for the signature check at start:
-    propagation and the cut-over (each bounded by an hour here), and twice the ageing wait."""
-    return 2 * wait_seconds(horizon_before, ttl, safety_factor) + 3600.0
+    twice the ageing wait, propagation and the deploy (an hour here), and the cut-over
+    beyond its first half hour (the service's ``cutover_timeout``)."""
+    wait = wait_seconds(horizon_before, ttl, safety_factor)
+    return 2 * wait + 3600.0 + max(0.0, cutover_timeout - 1800.0)
 
 
 def signatures_run_out(expirations: list[datetime], now: datetime, planned: float) -> str | None:

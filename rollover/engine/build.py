@@ -7,6 +7,7 @@ The CLI and the lab tests both build engines here; the model and unit tests hand
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -197,6 +198,7 @@ def build_engine(
         checkpoint=checkpoint,
         shared=shared_live(config, service, edges.by_owner()),
         lease_seconds=config.state.lease_seconds,
+        cutover_timeout=timedelta(seconds=service.cutover_timeout),
         serialized_with=tuple(
             o.name
             for o in edges.by_owner().get(service.owner, [])

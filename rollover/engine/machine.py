@@ -76,7 +76,10 @@ class Engine(Recovery):
             [a.rrsig_expiration for a in observation.authoritative if a.rrsig_expiration],
             now,
             planned_seconds(
-                observation.cache_horizon, self.published_ttl(service.owner), self.safety_factor
+                observation.cache_horizon,
+                self.published_ttl(service.owner),
+                self.safety_factor,
+                self.cutover_timeout.total_seconds(),
             ),
         )
         if expiring is not None and not (allow_expiring or allow_insecure):
