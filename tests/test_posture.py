@@ -22,7 +22,6 @@ from rollover.core.posture import (
     SignedRRset,
     TxtAnswer,
     ZoneKeys,
-    _GrammarError,
     check_coverage,
     check_mta_sts,
     check_signing,
@@ -36,6 +35,7 @@ from rollover.core.posture import (
     rua_problem,
     uncovered,
 )
+from rollover.core.posture.grammar import _GrammarError
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 GOOD = parse_association("3 1 1 " + "ab" * 32)
