@@ -151,6 +151,11 @@ class StateStore(Protocol):
 
     def create(self, rollover: Rollover, events: Sequence[HistoryEvent] = ()) -> Rollover: ...
     def current(self, service: str) -> Rollover | None: ...
+    def latest(self) -> dict[str, Rollover]:
+        """What :meth:`current` gives for every service that has a rollover, in one read
+        (``status`` and ``metrics`` of a fleet: one round trip, not one per service)."""
+        ...
+
     def save(self, rollover: Rollover, events: Sequence[HistoryEvent] = ()) -> Rollover:
         """Compare-and-swap by version; ``events`` go into the history in the same
         transaction, so a process killed after the save never leaves a step unrecorded."""

@@ -213,6 +213,15 @@ class SqliteStateStore:
         ).fetchone()
         return None if row is None else _decode(row[0], row[1], row[2])
 
+    def latest(self) -> dict[str, Rollover]:
+        # Each service's row as current() picks it, found on the (service, active, id) index.
+        rows = self._db.execute(
+            "SELECT service, id, version, data FROM rollovers AS r WHERE id = ("
+            "SELECT id FROM rollovers WHERE service = r.service "
+            "ORDER BY active DESC, id DESC LIMIT 1)"
+        ).fetchall()
+        return {row[0]: _decode(row[1], row[2], row[3]) for row in rows}
+
     def save(self, rollover: Rollover, events: Sequence[HistoryEvent] = ()) -> Rollover:
         """Compare-and-swap on the version: a concurrent writer makes this a ConflictError.
         ``events`` are appended to the history in the same transaction."""

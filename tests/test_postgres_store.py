@@ -144,6 +144,28 @@ def test_a_save_and_its_history_are_one_transaction(backend: Backend) -> None:
     assert [e["event"] for e in store.history("mx1")] == ["start", "transition"]
 
 
+def test_latest_is_current_for_every_service_in_one_read(backend: Backend) -> None:
+    """A service with finished rollovers and an active one, one whose last ended, one failed
+    and resumed past a later-id finished one of another service: each what current() says."""
+    store, _ = backend
+    assert store.latest() == {}
+    done = store.create(rollover(Phase.PUBLISHING))
+    store.save(replace(done, phase=Phase.DONE))
+    active = store.create(rollover(Phase.PUBLISHING))
+    ended = store.create(rollover(Phase.PUBLISHING, service="mx2", owner="_25._tcp.mx2."))
+    store.save(replace(ended, phase=Phase.ABORTED))
+    failed = store.create(rollover(Phase.CUTTING_OVER, service="mx3", owner="_25._tcp.mx3."))
+    failed = store.save(replace(failed, phase=Phase.FAILED))
+    other = store.create(rollover(Phase.PUBLISHING, service="mx4", owner="_25._tcp.mx4."))
+    store.save(replace(other, phase=Phase.DONE))
+    store.save(replace(failed, phase=Phase.CUTTING_OVER))  # resumed
+    latest = store.latest()
+    assert sorted(latest) == ["mx1", "mx2", "mx3", "mx4"]
+    assert latest == {name: store.current(name) for name in latest}
+    assert latest["mx1"].id == active.id
+    assert latest["mx3"].phase == Phase.CUTTING_OVER
+
+
 def test_one_active_rollover_per_service(backend: Backend) -> None:
     store, _ = backend
     first = store.create(rollover(Phase.PUBLISHING))

@@ -605,6 +605,10 @@ class MemoryStateStore:
         row = self.rows[row_id]
         return _decode(row_id, row.version, row.data)
 
+    def latest(self) -> dict[str, Rollover]:
+        found = (self.current(service) for service in {r.service for r in self.rows.values()})
+        return {r.service: r for r in found if r is not None}
+
     def save(self, rollover: Rollover, events: Sequence[HistoryEvent] = ()) -> Rollover:
         assert rollover.id is not None
         row = self.rows[rollover.id]

@@ -55,7 +55,8 @@ def metrics(
         verdicts.update(_verdicts(cfg, names, now, concurrency or cfg.concurrency))
     backend = open_state(cfg, common.state_dir(cfg, state_dir))  # opened after any fork
     store = backend.store
-    entries = [ServiceMetrics(name, store.current(name), *verdicts[name]) for name in names]
+    latest = store.latest()
+    entries = [ServiceMetrics(name, latest.get(name), *verdicts[name]) for name in names]
     text = render_metrics(entries, now) + _tlsrpt_metrics(backend, now)
     if output is None:
         sys.stdout.write(text)

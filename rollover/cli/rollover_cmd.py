@@ -290,11 +290,12 @@ def _start_all(
     ready: dict[str, tuple[Engine, Staged]] = {}
     errors: dict[str, RolloverError] = {}
     candidates = 0
+    latest = store.latest()
     for name in sorted(cfg.services):
         service = cfg.services[name]
         if service.staged is None or not all(map(_exists, service.staged)) or service.members:
             continue  # a pool starts by name: rollover start SERVICE --cert CHAIN
-        active = store.current(name)
+        active = latest.get(name)
         if active is not None and active.phase not in FINAL:
             continue  # carried on by advance
         candidates += 1
@@ -532,9 +533,10 @@ def status(
     cfg = common.load_config(config)
     store = open_state(cfg, common.state_dir(cfg, state_dir)).store
     names = [service] if service else sorted(cfg.services)
+    latest = {service: store.current(service)} if service else store.latest()
     documents: list[dict[str, Any]] = []
     for name in names:
-        rollover = store.current(name)
+        rollover = latest.get(name)
         if rollover is None:
             documents.append(
                 {
